@@ -1,0 +1,51 @@
+"""`depdetect`: one command, grouped by what users do.
+
+Heavy imports (aiokafka, onnxruntime, torch) happen inside the commands that need
+them, so `depdetect --help` is instant and the serving install never needs torch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from depdetect.cli import broker, database, publish, schemas_cmd
+from depdetect.cli.common import state_settings
+from depdetect.settings import load_settings
+
+app = typer.Typer(
+    name="depdetect",
+    help="Screen text streams for depression indicators, with a person reviewing every flag. "
+    "A support tool, never a diagnosis.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    """Settings come from DEPDETECT_* environment variables (see `depdetect config`)."""
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = settings
+
+
+@app.command("config")
+def show_config(ctx: typer.Context) -> None:
+    """Print the effective settings (secrets masked) as JSON."""
+    typer.echo(state_settings(ctx).model_dump_json(indent=2))
+
+
+app.command("publish")(publish.publish)
+app.add_typer(broker.app, name="broker")
+app.add_typer(database.app, name="db")
+app.add_typer(schemas_cmd.app, name="schemas")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

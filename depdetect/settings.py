@@ -1,0 +1,139 @@
+"""The one typed settings object.
+
+Every value comes from an environment variable with the prefix ``DEPDETECT_``;
+nested groups use a double underscore, e.g. ``DEPDETECT_KAFKA__BOOTSTRAP_SERVERS``
+or ``DEPDETECT_DATABASE__URL``. Build it once at the edge (CLI, app factory) with
+:func:`load_settings` and pass it down; nothing deeper reads the environment.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Repository root when running from a checkout (deploy scripts, sample data live here).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "DEPDETECT_"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topics: list[str] = Field(default_factory=lambda: ["texts.submitted"])
+    review_topic: str = "texts.review-requests"
+    dead_letter_topic: str = "texts.dead-letter"
+    decision_topic: str = "texts.moderator-decisions"
+    consumer_group: str = "depdetect-classifier"
+    client_id: str = "depdetect"
+    #: Partitions for topics this project creates (consumer-group members scale up to this).
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    batch_max_records: int = Field(default=64, ge=1)
+    batch_max_wait_ms: int = Field(default=200, ge=0)
+
+    @field_validator("input_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        # Allow "a,b" in an environment variable as well as a JSON list.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+
+class StoreUnflagged(StrEnum):
+    """What the service keeps for texts below the threshold."""
+
+    NOTHING = "nothing"
+    """No row at all: the least sensitive choice (default)."""
+    SCORE = "score"
+    """A row with the score and metadata, never the text."""
+
+
+class DatabaseSettings(BaseModel):
+    #: SQLite file by default (embedded, nothing to run); PostgreSQL by URL.
+    url: str = f"sqlite:///{REPO_ROOT / 'var' / 'depdetect.db'}"
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _psycopg_driver(cls, value: str) -> str:
+        # Users paste plain postgres:// URLs; SQLAlchemy needs the driver named.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+
+class ContractSettings(BaseModel):
+    #: Longest accepted text, in characters; longer ones are dead-lettered.
+    max_text_chars: int = Field(default=5000, ge=1)
+
+
+class ModelSettings(BaseModel):
+    bundle_path: Path | None = None
+    #: Overrides the bundle's tuned threshold when set.
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    inference_batch_size: int = Field(default=32, ge=1)
+    intra_op_threads: int = Field(default=2, ge=1)
+    inter_op_threads: int = Field(default=1, ge=1)
+
+
+class StorageSettings(BaseModel):
+    store_unflagged: StoreUnflagged = StoreUnflagged.NOTHING
+    #: Put the text itself into review events (else moderators fetch it by reference).
+    review_includes_text: bool = True
+    #: Rows older than this are purged by `depdetect results purge`; None keeps them.
+    retention_days: int | None = Field(default=90, ge=1)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Public base URL used for links in review events.
+    public_url: str = "http://127.0.0.1:8000"
+
+
+class ServiceSettings(BaseModel):
+    health_host: str = "127.0.0.1"
+    health_port: int = 8081
+
+
+class AnthropicSettings(BaseModel):
+    api_key: SecretStr | None = None
+    model: str = "claude-sonnet-4-5"
+    temperature: float = Field(default=1.0, ge=0.0, le=1.0)
+    max_tokens: int = Field(default=4096, ge=1)
+
+
+class DataSettings(BaseModel):
+    seed_dir: Path = REPO_ROOT.parent / "shared" / "data" / "seed"
+    sentiment_corpus: Path = REPO_ROOT.parent / "shared" / "data" / "multilingual_sentiments"
+    sample_dir: Path = REPO_ROOT / "training" / "sample_data"
+    work_dir: Path = REPO_ROOT / "var" / "training"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    contract: ContractSettings = Field(default_factory=ContractSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    log_level: str = "INFO"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and `.env`) once; keyword overrides win."""
+    return Settings(**overrides)  # type: ignore[arg-type]
