@@ -8,11 +8,13 @@ or ``DEPDETECT_DATABASE__URL``. Build it once at the edge (CLI, app factory) wit
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Repository root when running from a checkout (deploy scripts, sample data live here).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +23,9 @@ ENV_PREFIX = "DEPDETECT_"
 
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
-    input_topics: list[str] = Field(default_factory=lambda: ["texts.submitted"])
+    input_topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["texts.submitted"]
+    )
     review_topic: str = "texts.review-requests"
     dead_letter_topic: str = "texts.dead-letter"
     decision_topic: str = "texts.moderator-decisions"
@@ -37,7 +41,9 @@ class KafkaSettings(BaseModel):
     @classmethod
     def _split_topics(cls, value: object) -> object:
         # Allow "a,b" in an environment variable as well as a JSON list.
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
 
@@ -55,6 +61,8 @@ class DatabaseSettings(BaseModel):
     #: SQLite file by default (embedded, nothing to run); PostgreSQL by URL.
     url: str = f"sqlite:///{REPO_ROOT / 'var' / 'depdetect.db'}"
     echo: bool = False
+    #: Services bring the schema up to date at start (the embedded default needs no extra step).
+    auto_migrate: bool = True
 
     @field_validator("url")
     @classmethod

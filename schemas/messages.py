@@ -80,12 +80,15 @@ class ContractModel(BaseModel):
     @field_validator("schema_version", mode="before")
     @classmethod
     def _known_version(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            if value not in SUPPORTED_VERSIONS:
-                raise ValueError(
-                    f"unsupported schema_version {value}; this consumer reads "
-                    f"{sorted(SUPPORTED_VERSIONS)}"
-                )
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value not in SUPPORTED_VERSIONS
+        ):
+            raise ValueError(
+                f"unsupported schema_version {value}; this consumer reads "
+                f"{sorted(SUPPORTED_VERSIONS)}"
+            )
         return value
 
 
@@ -229,23 +232,23 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def decode(
-    model: type[M], raw: bytes | str, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
-) -> M:
+def decode(model: type[M], raw: bytes | str, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> M:
     """Parse raw Kafka bytes into ``model`` or raise ``ContractError`` naming the problem."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
+            bad = raw[exc.start : exc.start + 1]
             raise ContractError(
-                f"payload is not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})",
+                f"payload is not valid UTF-8 (byte {exc.start}: {bad!r})",
                 field="payload",
             ) from exc
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ContractError(f"payload is not valid JSON: {exc.msg} at position {exc.pos}",
-                            field="payload") from exc
+        raise ContractError(
+            f"payload is not valid JSON: {exc.msg} at position {exc.pos}", field="payload"
+        ) from exc
     if not isinstance(data, dict):
         raise ContractError(
             f"payload must be a JSON object, got {type(data).__name__}", field="payload"

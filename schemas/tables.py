@@ -72,9 +72,7 @@ class ResultRow(Base):
         back_populates="result", order_by="DecisionRow.revision", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (
-        Index("ix_results_unpublished", "flagged", "review_published_at"),
-    )
+    __table_args__ = (Index("ix_results_unpublished", "flagged", "review_published_at"),)
 
 
 class DecisionRow(Base):

@@ -23,8 +23,8 @@ _SPACE = re.compile(r"\s+")
 
 def _is_emoji(ch: str) -> bool:
     # 'So' (other symbols) holds emoji and pictographs; variation selectors and ZWJ glue them.
-    return unicodedata.category(ch) == "So" or ch in "\ufe0f\u200d" or (
-        0x1F3FB <= ord(ch) <= 0x1F3FF
+    return (
+        unicodedata.category(ch) == "So" or ch in "\ufe0f\u200d" or (0x1F3FB <= ord(ch) <= 0x1F3FF)
     )
 
 

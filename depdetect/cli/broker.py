@@ -10,8 +10,9 @@ import typer
 from depdetect.cli.common import fail, run_deploy_script, state_settings
 from schemas.errors import TransientError
 
-app = typer.Typer(help="Run a local Kafka broker and create the project's topics.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Run a local Kafka broker and create the project's topics.", no_args_is_help=True
+)
 
 KAFKA = "kafka/kafka.sh"
 
@@ -42,7 +43,9 @@ def stop() -> None:
 
 
 @app.command()
-def kill(node: Annotated[int | None, typer.Argument(help="Node id; all when omitted")] = None) -> None:
+def kill(
+    node: Annotated[int | None, typer.Argument(help="Node id; all when omitted")] = None,
+) -> None:
     """Hard-kill broker node(s) (for fault tests)."""
     run_deploy_script(KAFKA, "kill", *([str(node)] if node is not None else []))
 

@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from depdetect.cli import broker, database, publish, schemas_cmd
+from depdetect.cli import broker, database, publish, schemas_cmd, serve
 from depdetect.cli.common import state_settings
 from depdetect.settings import load_settings
 
@@ -42,6 +42,7 @@ def show_config(ctx: typer.Context) -> None:
 
 
 app.command("publish")(publish.publish)
+app.command("serve")(serve.serve)
 app.add_typer(broker.app, name="broker")
 app.add_typer(database.app, name="db")
 app.add_typer(schemas_cmd.app, name="schemas")

@@ -17,18 +17,19 @@ from schemas.errors import ContractError, TransientError
 def publish(
     ctx: typer.Context,
     file: Annotated[
-        Path | None, typer.Argument(help="JSON lines, CSV (with a 'text' column) or text; stdin if omitted")
+        Path | None,
+        typer.Argument(help="JSON lines, CSV (with a 'text' column) or text; stdin if omitted"),
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="auto, jsonl, csv or text")
-    ] = "auto",
-    source: Annotated[str | None, typer.Option(help="Default source for records without one")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto, jsonl, csv or text")] = "auto",
+    source: Annotated[
+        str | None, typer.Option(help="Default source for records without one")
+    ] = None,
     topic: Annotated[str | None, typer.Option(help="Defaults to the first input topic")] = None,
 ) -> None:
     """Publish texts (each validated against the contract first) with keys, showing progress."""
+    from schemas.messages import SubmittedText
     from services.publisher.client import TextPublisher
     from services.publisher.readers import guess_format, iter_records, with_message_id
-    from schemas.messages import SubmittedText
 
     settings = state_settings(ctx)
     chosen = guess_format(file) if fmt == "auto" else fmt

@@ -1,4 +1,4 @@
-"""Alembic environment. The URL comes from ``schemas.migrate`` (the settings object), never a .ini."""
+"""Alembic environment. The URL comes from ``schemas.migrate`` (from settings), never a .ini."""
 
 from __future__ import annotations
 

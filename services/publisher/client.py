@@ -1,7 +1,7 @@
 """Publish submitted texts to the input topic. Usable from any Python program:
 
-    async with TextPublisher(settings.kafka) as pub:
-        await pub.publish(SubmittedText(message_id="m1", text="…", source="forum"))
+async with TextPublisher(settings.kafka) as pub:
+    await pub.publish(SubmittedText(message_id="m1", text="…", source="forum"))
 """
 
 from __future__ import annotations

@@ -52,9 +52,7 @@ def iter_records(stream: IO[str], fmt: InputFormat) -> Iterator[dict[str, Any]]:
         rest = stream.read()
         reader = csv.DictReader((sample + rest).splitlines(), delimiter=_csv_delimiter(sample))
         if not reader.fieldnames or "text" not in reader.fieldnames:
-            raise ContractError(
-                f"CSV needs a 'text' column; found columns {reader.fieldnames}"
-            )
+            raise ContractError(f"CSV needs a 'text' column; found columns {reader.fieldnames}")
         for row in reader:
             yield {k: v for k, v in row.items() if k and v not in (None, "")}
     else:

@@ -1,0 +1,68 @@
+"""`depdetect api …`: serve the results API; write its OpenAPI document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from depdetect.cli.common import fail, state_settings
+
+app = typer.Typer(help="The results API for moderators and analysts.", no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Defaults to api.host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Defaults to api.port.")] = None,
+) -> None:
+    """Serve the API (run `depdetect db migrate` first; create tokens with `depdetect tokens`)."""
+    import uvicorn
+
+    from schemas.migrate import current_revision, head_revision
+    from services.api.app import create_app
+
+    settings = state_settings(ctx)
+    current = current_revision(settings.database.url)
+    if current != head_revision():
+        raise fail(
+            f"the database is at revision {current or 'empty'}, not "
+            f"{head_revision()}: run `depdetect db migrate` first"
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def openapi(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Defaults to services/api/openapi.json in the checkout."
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Fail if the file differs from the app instead of writing it."
+        ),
+    ] = False,
+) -> None:
+    """Write the OpenAPI document of the API into the repository."""
+    from services.api.openapi import DOCUMENT, render_openapi
+
+    target = output or DOCUMENT
+    text = render_openapi()
+    if check:
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            raise fail(f"{target} is out of date: run `depdetect api openapi`")
+        typer.echo(f"{target} is current")
+        return
+    target.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {target}")

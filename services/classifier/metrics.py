@@ -1,0 +1,68 @@
+"""Prometheus metrics of the classifier service, in a registry owned by the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@dataclass
+class ServiceMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumed = Counter(
+            "depdetect_consumed_total", "Records consumed", ["topic"], registry=r
+        )
+        self.classified = Counter(
+            "depdetect_classified_total", "Texts classified", ["language"], registry=r
+        )
+        self.flagged = Counter(
+            "depdetect_flagged_total", "Texts flagged for review", ["language"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "depdetect_dead_lettered_total", "Records dead-lettered", ["topic"], registry=r
+        )
+        self.reviews_published = Counter(
+            "depdetect_review_events_total", "Review events published", registry=r
+        )
+        self.transient_errors = Counter(
+            "depdetect_transient_errors_total",
+            "Retried dependency failures",
+            ["dependency"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "depdetect_batch_size",
+            "Records per consumed batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "depdetect_inference_seconds",
+            "Model time per batch",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            "depdetect_end_to_end_seconds",
+            "From the record's broker timestamp to its result being written",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "depdetect_consumer_lag",
+            "Records behind the high watermark",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.model_loaded = Gauge(
+            "depdetect_model_loaded",
+            "1 when the model bundle is loaded",
+            ["model_version"],
+            registry=r,
+        )

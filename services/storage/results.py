@@ -1,0 +1,142 @@
+"""The database writer for classification results, with the review outbox.
+
+Writes are idempotent on ``message_id`` (INSERT … ON CONFLICT DO NOTHING), so a
+redelivered batch never makes a second row. A flagged row carries the outbox flag
+``review_published_at``: it is NULL until its review event is on the broker. After
+a crash, redelivery or the start-up sweep finds such rows again and publishes them,
+so every flag gets at least one review event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from schemas.errors import TransientError
+from schemas.messages import utcnow
+from schemas.tables import ResultRow
+
+REVIEW_PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class PendingReview:
+    """A flagged row whose review event is not yet confirmed on the broker."""
+
+    id: int
+    message_id: str
+    text: str | None
+    author_ref: str | None
+    score: float
+    threshold: float
+    language: str | None
+    source: str
+    model_version: str
+    classified_at: datetime
+
+
+_PENDING_COLUMNS = (
+    ResultRow.id,
+    ResultRow.message_id,
+    ResultRow.text,
+    ResultRow.author_ref,
+    ResultRow.score,
+    ResultRow.threshold,
+    ResultRow.language,
+    ResultRow.source,
+    ResultRow.model_version,
+    ResultRow.classified_at,
+)
+
+
+def _pending(rows: Sequence[Any]) -> list[PendingReview]:
+    return [PendingReview(*row) for row in rows]
+
+
+class ResultStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            self._insert = postgresql.insert
+        elif dialect == "sqlite":
+            self._insert = sqlite.insert
+        else:  # pragma: no cover - guarded by settings docs
+            raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+
+    def save_batch(self, rows: Sequence[dict[str, Any]]) -> list[PendingReview]:
+        """Insert rows (existing message ids are left alone) in one transaction.
+
+        Returns the flagged rows among ``rows`` whose review is still unpublished,
+        including ones written by an earlier, interrupted attempt.
+        """
+        if not rows:
+            return []
+        try:
+            with Session(self.engine) as session, session.begin():
+                stmt = self._insert(ResultRow).values(list(rows))
+                session.execute(stmt.on_conflict_do_nothing(index_elements=["message_id"]))
+                flagged_ids = [r["message_id"] for r in rows if r["flagged"]]
+                if not flagged_ids:
+                    return []
+                found = session.execute(
+                    select(*_PENDING_COLUMNS)
+                    .where(ResultRow.message_id.in_(flagged_ids))
+                    .where(ResultRow.review_published_at.is_(None))
+                    .order_by(ResultRow.id)
+                ).all()
+                return _pending(found)
+        except (OperationalError, DBAPIError) as exc:
+            if getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError):
+                raise TransientError(f"database unavailable: {exc.orig!r}") from exc
+            raise
+
+    def mark_published(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.execute(
+                    update(ResultRow)
+                    .where(ResultRow.id.in_(list(ids)))
+                    .values(review_published_at=utcnow())
+                )
+        except OperationalError as exc:
+            raise TransientError(f"database unavailable: {exc.orig!r}") from exc
+
+    def unpublished_reviews(self, limit: int = 500) -> list[PendingReview]:
+        """The outbox sweep: flagged rows whose review event never got confirmed."""
+        try:
+            with Session(self.engine) as session:
+                found = session.execute(
+                    select(*_PENDING_COLUMNS)
+                    .where(ResultRow.flagged.is_(True))
+                    .where(ResultRow.review_published_at.is_(None))
+                    .order_by(ResultRow.id)
+                    .limit(limit)
+                ).all()
+                return _pending(found)
+        except OperationalError as exc:
+            raise TransientError(f"database unavailable: {exc.orig!r}") from exc
+
+    def purge(self, *, older_than: timedelta, now: datetime | None = None) -> int:
+        """Delete rows classified before ``now - older_than`` (retention)."""
+        cutoff = (now or utcnow()) - older_than
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(delete(ResultRow).where(ResultRow.classified_at < cutoff))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except (OperationalError, DBAPIError):
+            return False

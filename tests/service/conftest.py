@@ -1,0 +1,41 @@
+"""Fixtures for the service tests: a tiny bundle made by the training pipeline, and a
+private PostgreSQL that a test may stop and start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from depdetect.settings import REPO_ROOT
+from tests.service.harness import free_port
+
+POSTGRES_SH = REPO_ROOT / "deploy" / "postgres" / "postgres.sh"
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[Callable[[str], None]]:
+    """A throwaway PostgreSQL cluster; call it with "stop" or "start"."""
+    env = {
+        **os.environ,
+        "DEPDETECT_PG_STATE_DIR": str(tmp_path / "pg"),
+        "DEPDETECT_PG_PORT": str(free_port()),
+    }
+
+    def control(action: str) -> None:
+        subprocess.run(["bash", str(POSTGRES_SH), action], env=env, check=True)
+
+    control("start")
+    control.url = subprocess.run(  # type: ignore[attr-defined]
+        ["bash", str(POSTGRES_SH), "url"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    yield control
+    subprocess.run(["bash", str(POSTGRES_SH), "stop"], env=env, check=False)
+
+
+@pytest.fixture
+def private_postgres_url(private_postgres: Callable[[str], None]) -> str:
+    return str(private_postgres.url)  # type: ignore[attr-defined]

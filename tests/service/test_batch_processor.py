@@ -1,0 +1,194 @@
+"""The order of effects inside one batch, with a fake model and a fake broker.
+
+These pin the delivery rules that the integration tests exercise end to end:
+results are written before review events, the outbox is marked only after the
+broker confirmed, and a replay after any failure yields no second row."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from depdetect.settings import Settings, StoreUnflagged
+from schemas.errors import TransientError
+from schemas.messages import DeadLetter, ReviewRequest, decode
+from schemas.migrate import upgrade
+from schemas.tables import ResultRow
+from services.classifier.batch import BatchProcessor
+from services.classifier.metrics import ServiceMetrics
+from services.classifier.retry import Retrier
+from services.inference.runner import Scored
+from services.storage.engine import make_engine
+from services.storage.results import ResultStore
+
+
+@dataclass
+class Record:
+    value: bytes | None
+    offset: int
+    topic: str = "in"
+    partition: int = 0
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int = 0
+
+
+class FakeRunner:
+    model_version = "m-fake"
+    threshold = 0.5
+
+    def score(self, texts: list[str]) -> list[Scored]:
+        return [Scored(0.9 if "sad" in t else 0.1, len(t.split())) for t in texts]
+
+
+class FakeBroker:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.fail_topic: str | None = None
+
+    async def publish(
+        self, topic: str, value: bytes, key: bytes | None, headers: dict[str, str]
+    ) -> None:
+        if topic == self.fail_topic:
+            raise ConnectionError("broker down")
+        self.sent.append((topic, value, key))
+
+
+def _record(offset: int, text: str | None, **extra: Any) -> Record:
+    if text is None:
+        return Record(b"\xff", offset)
+    return Record(json.dumps({"message_id": f"m{offset}", "text": text, **extra}).encode(), offset)
+
+
+@pytest.fixture
+def parts(sqlite_url: str) -> tuple[BatchProcessor, FakeBroker, ResultStore]:
+    upgrade(sqlite_url)
+    settings = Settings(
+        _env_file=None,
+        database={"url": sqlite_url},  # type: ignore[call-arg]
+        storage={"store_unflagged": StoreUnflagged.SCORE},
+    )
+    store = ResultStore(make_engine(sqlite_url))
+    broker = FakeBroker()
+    metrics = ServiceMetrics()
+    processor = BatchProcessor(
+        settings=settings,
+        runner=FakeRunner(),
+        store=store,  # type: ignore[arg-type]
+        publish=broker.publish,
+        retry=Retrier(asyncio.Event(), metrics, 0.05),
+        metrics=metrics,
+    )
+    return processor, broker, store
+
+
+def _rows(store: ResultStore) -> list[ResultRow]:
+    from sqlalchemy.orm import Session
+
+    with Session(store.engine) as s:
+        return list(s.scalars(select(ResultRow).order_by(ResultRow.id)))
+
+
+async def test_batch_writes_flags_with_text_and_unflagged_without(parts) -> None:  # type: ignore[no-untyped-def]
+    processor, broker, store = parts
+    outcome = await processor.process(
+        [_record(0, "so sad today", language="en"), _record(1, "a fine day"), _record(2, None)]
+    )
+    assert (outcome.classified, outcome.flagged, outcome.dead_lettered) == (2, 1, 1)
+    rows = _rows(store)
+    assert [(r.message_id, r.flagged, r.text is not None) for r in rows] == [
+        ("m0", True, True),
+        ("m1", False, False),
+    ]
+    assert rows[0].review_published_at is not None
+    assert rows[1].language_detected is True
+    topics = [t for t, _, _ in broker.sent]
+    assert topics.count(processor.settings.kafka.review_topic) == 1
+    dead = decode(
+        DeadLetter,
+        next(v for t, v, _ in broker.sent if t == processor.settings.kafka.dead_letter_topic),
+    )
+    assert dead.source_offset == 2 and "UTF-8" in dead.reason
+
+
+async def test_store_nothing_keeps_no_row_for_unflagged(parts, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    processor, _, store = parts
+    processor.settings.storage.store_unflagged = StoreUnflagged.NOTHING
+    await processor.process([_record(0, "so sad"), _record(1, "fine")])
+    assert [r.message_id for r in _rows(store)] == ["m0"]
+
+
+async def test_review_publish_failure_leaves_outbox_for_the_replay(parts) -> None:  # type: ignore[no-untyped-def]
+    processor, broker, store = parts
+    batch = [_record(0, "sad one"), _record(1, "sad two"), _record(2, "happy")]
+    broker.fail_topic = processor.settings.kafka.review_topic
+    with pytest.raises(ConnectionError):
+        await processor.process(batch)
+    assert all(r.review_published_at is None for r in _rows(store) if r.flagged)
+
+    broker.fail_topic = None
+    await processor.process(batch)  # the redelivery after a nack
+    rows = _rows(store)
+    assert len(rows) == 3, "no duplicate rows on replay"
+    assert all(r.review_published_at is not None for r in rows if r.flagged)
+    reviews = [
+        decode(ReviewRequest, v)
+        for t, v, _ in broker.sent
+        if t == processor.settings.kafka.review_topic
+    ]
+    assert sorted(r.message_id for r in reviews) == ["m0", "m1"]
+
+
+async def test_outbox_sweep_publishes_what_a_crash_left(parts) -> None:  # type: ignore[no-untyped-def]
+    processor, broker, store = parts
+    broker.fail_topic = processor.settings.kafka.review_topic
+    with pytest.raises(ConnectionError):
+        await processor.process([_record(0, "sad"), _record(1, "sad too")])
+    broker.fail_topic = None
+    assert await processor.sweep_outbox() == 2
+    assert await processor.sweep_outbox() == 0
+
+
+async def test_transient_database_errors_are_retried(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    processor, _, store = parts
+    real = store.save_batch
+    calls = {"n": 0}
+
+    def flaky(rows: list[dict[str, Any]]) -> Any:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise TransientError("database unavailable")
+        return real(rows)
+
+    monkeypatch.setattr(store, "save_batch", flaky)
+    await processor.process([_record(0, "sad")])
+    assert calls["n"] == 3
+    assert len(_rows(store)) == 1
+
+
+async def test_shutdown_ends_the_retry_loop(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    processor, _, store = parts
+
+    def down(rows: list[dict[str, Any]]) -> Any:
+        raise TransientError("database unavailable")
+
+    monkeypatch.setattr(store, "save_batch", down)
+    processor.retry.stopping.set()
+    with pytest.raises(TransientError):
+        await asyncio.wait_for(processor.process([_record(0, "sad")]), 5)
+
+
+async def test_duplicate_message_ids_in_one_batch_make_one_row(parts) -> None:  # type: ignore[no-untyped-def]
+    processor, broker, store = parts
+    await processor.process(
+        [_record(0, "sad", message_id="same"), _record(1, "sad", message_id="same")]
+    )
+    assert len(_rows(store)) == 1
+    engine = create_engine(str(store.engine.url))
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ResultRow)).scalar_one() == 1

@@ -1,0 +1,354 @@
+"""The classifier service end to end: real broker, real database, real model bundle."""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from depdetect.settings import Settings, StoreUnflagged
+from schemas.messages import DeadLetter, ReviewRequest, SubmittedText, decode
+from schemas.migrate import upgrade
+from schemas.tables import ResultRow
+from services.kafka.admin import ensure_topics
+from tests.service.harness import ServiceProcess, malformed_payloads, read_topic, wait_for
+from tests.service.texts import stream
+
+pytestmark = [pytest.mark.kafka]
+
+
+def _counts(url: str) -> tuple[int, int, int]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(func.count()).select_from(ResultRow)).scalar_one()
+            distinct = conn.execute(
+                select(func.count(ResultRow.message_id.distinct()))
+            ).scalar_one()
+            flagged = conn.execute(
+                select(func.count()).select_from(ResultRow).where(ResultRow.flagged.is_(True))
+            ).scalar_one()
+            return int(rows), int(distinct), int(flagged)
+    finally:
+        engine.dispose()
+
+
+def _flagged_ids(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.execute(select(ResultRow.message_id).where(ResultRow.flagged)).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+async def _publish_stream(
+    settings: Settings, n: int, *, malformed_every: int | None = None, prefix: str = "m"
+) -> tuple[list[str], list[tuple[bytes, str]]]:
+    """Publish n records; every ``malformed_every``-th is bad. Returns valid ids and bad ones."""
+    from aiokafka import AIOKafkaProducer
+
+    bad_kinds = list(malformed_payloads(settings.contract.max_text_chars))
+    valid: list[str] = []
+    bad: list[tuple[bytes, str]] = []
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for i, (lang, text) in enumerate(stream(n)):
+            if malformed_every and i % malformed_every == malformed_every - 1:
+                payload, reason = bad_kinds[len(bad) % len(bad_kinds)]
+                bad.append((payload, reason))
+                await producer.send(
+                    settings.kafka.input_topics[0], payload, key=f"bad-{i}".encode()
+                )
+                continue
+            msg = SubmittedText(
+                message_id=f"{prefix}-{i}",
+                text=text,
+                source="test",
+                author_ref=f"author-{i % 17}",
+                language=lang if i % 2 else None,
+            )
+            valid.append(msg.message_id)
+            await producer.send(
+                settings.kafka.input_topics[0],
+                msg.model_dump_json().encode(),
+                key=msg.author_ref.encode(),
+            )  # type: ignore[union-attr]
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return valid, bad
+
+
+@pytest.fixture
+def service_settings(
+    make_settings: Callable[..., Settings], tiny_bundle: Path, tiny_threshold: float
+) -> Callable[..., Settings]:
+    def factory(url: str) -> Settings:
+        return make_settings(
+            database={"url": url},
+            model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
+            storage={"store_unflagged": StoreUnflagged.SCORE},
+            contract={"max_text_chars": 300},
+        )
+
+    return factory
+
+
+async def _assert_reviews_cover_flags(settings: Settings, url: str) -> list[ReviewRequest]:
+    flagged = _flagged_ids(url)
+    records = await read_topic(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.review_topic,
+        expect=len(flagged),
+        timeout=60,
+    )
+    reviews = [decode(ReviewRequest, value) for _, value, _ in records]
+    assert {r.message_id for r in reviews} >= flagged, "every flag has a review event"
+    assert {r.message_id for r in reviews} <= flagged, "no review event without a flag"
+    return reviews
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+async def test_a_thousand_messages_with_five_percent_malformed(
+    db: str,
+    request: pytest.FixtureRequest,
+    service_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    url = request.getfixturevalue(f"{db}_url")
+    settings = service_settings(url)
+    await ensure_topics(settings.kafka)
+    valid, bad = await _publish_stream(settings, 1000, malformed_every=20)
+    assert len(bad) == 50 and len(valid) == 950
+
+    service = ServiceProcess(settings, tmp_path / "service.log").start()
+    try:
+        await wait_for(lambda: _counts(url)[0] >= len(valid), timeout=180, what="all results")
+        dead = await read_topic(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.dead_letter_topic,
+            expect=len(bad),
+            timeout=60,
+        )
+        assert service.health()[0] == 200
+    finally:
+        assert service.terminate() == 0, service.log()
+
+    rows, distinct, flagged = _counts(url)
+    assert rows == distinct == len(valid), "exactly one result per valid message"
+    assert 0 < flagged < rows
+    reviews = await _assert_reviews_cover_flags(settings, url)
+    assert len(reviews) == flagged
+    assert all(
+        r.text and r.result_url and r.result_url.endswith(f"/results/{r.result_id}")
+        for r in reviews
+    )
+
+    assert len(dead) == len(bad)
+    letters = [decode(DeadLetter, value) for _, value, _ in dead]
+    expected = Counter(reason for _, reason in bad)
+    for fragment, count in expected.items():
+        assert sum(fragment in d.reason for d in letters) == count, fragment
+    for letter, (key, _, headers) in zip(letters, dead, strict=True):
+        assert letter.source_topic == settings.kafka.input_topics[0]
+        assert letter.source_offset >= 0
+        original = base64.b64decode(letter.payload_b64)
+        assert original in {p for p, _ in bad}, "the original bytes are kept"
+        assert key is not None and key.startswith(b"bad-")
+        assert headers["depdetect-reason"].decode() == letter.reason[:500]
+    log = service.log()
+    assert "I feel empty" not in log and "Ich fühle" not in log, "logs never contain texts"
+
+
+async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
+    service_settings: Callable[..., Settings],
+    postgres_url: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    settings = service_settings(postgres_url)
+    settings.kafka.batch_max_records = 16
+    await ensure_topics(settings.kafka)
+    valid, _ = await _publish_stream(settings, 1500, prefix=f"k{unique}")
+    mine = f"k{unique}-%"
+
+    def count() -> int:
+        engine = create_engine(postgres_url)
+        with engine.connect() as conn:
+            n = conn.execute(
+                select(func.count()).select_from(ResultRow).where(ResultRow.message_id.like(mine))
+            ).scalar_one()
+        engine.dispose()
+        return int(n)
+
+    first = ServiceProcess(settings, tmp_path / "first.log").start()
+    await wait_for(lambda: count() >= 200, timeout=120, what="some results before the kill")
+    first.kill()
+    partial = count()
+    assert partial < len(valid), "the kill happened mid-stream"
+
+    second = ServiceProcess(settings, tmp_path / "second.log").start()
+    try:
+        await wait_for(lambda: count() >= len(valid), timeout=180, what="all results after restart")
+    finally:
+        assert second.terminate() == 0, second.log()
+    engine = create_engine(postgres_url)
+    with engine.connect() as conn:
+        ids = list(
+            conn.execute(
+                select(ResultRow.message_id).where(ResultRow.message_id.like(mine))
+            ).scalars()
+        )
+        unpublished = conn.execute(
+            select(func.count())
+            .select_from(ResultRow)
+            .where(
+                ResultRow.message_id.like(mine),
+                ResultRow.flagged,
+                ResultRow.review_published_at.is_(None),
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert sorted(ids) == sorted(valid), "no message lost, none duplicated"
+    assert unpublished == 0, "the outbox drained"
+    records = await read_topic(
+        settings.kafka.bootstrap_servers, settings.kafka.review_topic, timeout=60
+    )
+    reviewed = {decode(ReviewRequest, v).message_id for _, v, _ in records}
+    engine = create_engine(postgres_url)
+    with engine.connect() as conn:
+        flagged = set(
+            conn.execute(
+                select(ResultRow.message_id).where(
+                    ResultRow.message_id.like(mine), ResultRow.flagged
+                )
+            ).scalars()
+        )
+    engine.dispose()
+    assert flagged and flagged <= reviewed
+
+
+async def test_two_members_share_partitions_and_one_takes_over(
+    service_settings: Callable[..., Settings],
+    postgres_url: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    settings = service_settings(postgres_url)
+    settings.kafka.batch_max_records = 8
+    await ensure_topics(settings.kafka, partitions=4)
+    a = ServiceProcess(settings, tmp_path / "a.log").start()
+    b = ServiceProcess(settings, tmp_path / "b.log").start()
+    try:
+        valid, _ = await _publish_stream(settings, 600, prefix=f"p{unique}")
+        mine = f"p{unique}-%"
+
+        def count() -> int:
+            engine = create_engine(postgres_url)
+            with engine.connect() as conn:
+                n = conn.execute(
+                    select(func.count())
+                    .select_from(ResultRow)
+                    .where(ResultRow.message_id.like(mine))
+                ).scalar_one()
+            engine.dispose()
+            return int(n)
+
+        await wait_for(lambda: count() >= 150, timeout=120, what="both members at work")
+        await wait_for(
+            lambda: (
+                a.metric("depdetect_consumed_total") > 0
+                and b.metric("depdetect_consumed_total") > 0
+            ),
+            timeout=60,
+            what="both members consuming",
+        )
+        a.kill()
+        more, _ = await _publish_stream(settings, 300, prefix=f"q{unique}")
+        await wait_for(lambda: count() >= len(valid), timeout=180, what="survivor finishing")
+    finally:
+        assert b.terminate() == 0, b.log()
+    engine = create_engine(postgres_url)
+    with engine.connect() as conn:
+        ids = list(
+            conn.execute(
+                select(ResultRow.message_id).where(ResultRow.message_id.like(mine))
+            ).scalars()
+        )
+        later = list(
+            conn.execute(
+                select(ResultRow.message_id).where(ResultRow.message_id.like(f"q{unique}-%"))
+            ).scalars()
+        )
+    engine.dispose()
+    assert sorted(ids) == sorted(valid)
+    assert sorted(later) == sorted(more), "the survivor owns the killed member's partitions"
+
+
+async def test_database_outage_pauses_and_recovers(
+    service_settings: Callable[..., Settings],
+    private_postgres: Callable[[str], None],
+    private_postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    settings = service_settings(private_postgres_url)
+    await ensure_topics(settings.kafka)
+    upgrade(private_postgres_url)
+    service = ServiceProcess(settings, tmp_path / "svc.log").start()
+    try:
+        first, _ = await _publish_stream(settings, 200, prefix="before")
+        await wait_for(
+            lambda: _counts(private_postgres_url)[0] >= len(first),
+            timeout=120,
+            what="results before the outage",
+        )
+        private_postgres("stop")
+        second, _ = await _publish_stream(settings, 300, prefix="during")
+        await wait_for(lambda: service.health()[0] == 503, timeout=30, what="readiness to drop")
+        await wait_for(
+            lambda: service.metric("depdetect_transient_errors_total") > 0,
+            timeout=60,
+            what="the service to notice the outage",
+        )
+        private_postgres("start")
+        await wait_for(
+            lambda: _counts(private_postgres_url)[0] >= len(first) + len(second),
+            timeout=180,
+            what="recovery without a restart",
+        )
+        assert service.proc is not None and service.proc.poll() is None, "it never crashed"
+    finally:
+        assert service.terminate() == 0, service.log()
+    rows, distinct, _ = _counts(private_postgres_url)
+    assert rows == distinct == len(first) + len(second)
+    await _assert_reviews_cover_flags(settings, private_postgres_url)
+
+
+def test_sigterm_exits_cleanly(
+    service_settings: Callable[..., Settings], sqlite_url: str, tmp_path: Path
+) -> None:
+    service = ServiceProcess(service_settings(sqlite_url), tmp_path / "svc.log").start()
+    assert service.terminate() == 0
+    assert "Traceback" not in service.log()
+
+
+def test_a_broken_bundle_is_refused_at_start(
+    service_settings: Callable[..., Settings], sqlite_url: str, tmp_path: Path, tiny_bundle: Path
+) -> None:
+    import shutil
+
+    broken = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "model.onnx").unlink()
+    settings = service_settings(sqlite_url)
+    settings.model.bundle_path = broken
+    with pytest.raises(AssertionError, match=r"missing model\.onnx"):
+        ServiceProcess(settings, tmp_path / "svc.log").start(ready_timeout=30)

@@ -1,0 +1,1 @@
+"""Evaluate a bundle (torch-free scorer, metrics) and compare PyTorch vs ONNX."""

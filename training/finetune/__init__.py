@@ -1,0 +1,1 @@
+"""Fine-tune a Hugging Face encoder for the two-label task."""

@@ -1,0 +1,26 @@
+"""Choose the decision threshold on validation scores."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import precision_recall_curve
+
+
+def tune_threshold(labels: np.ndarray, scores: np.ndarray, target_precision: float) -> float:
+    """Lowest threshold (highest recall) whose precision reaches the target.
+
+    When no threshold reaches it (tiny or weak models), take the one with the best
+    precision, ties broken by recall, so the result is still the most careful choice.
+    """
+    y = np.asarray(labels, dtype=int)
+    if len(np.unique(y)) < 2:
+        return 0.5
+    precision, recall, thresholds = precision_recall_curve(y, scores)
+    # precision/recall have one more entry than thresholds (the "predict nothing" end).
+    precision, recall = precision[:-1], recall[:-1]
+    reaching = np.flatnonzero(precision >= target_precision)
+    if reaching.size:
+        best = reaching[np.argmax(recall[reaching])]
+    else:
+        best = np.lexsort((recall, precision))[-1]
+    return float(np.clip(thresholds[best], 0.0, 1.0))

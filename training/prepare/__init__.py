@@ -1,0 +1,1 @@
+"""Prepare: read labelled tables, clean, detect language, dedup, balance, split, audit."""

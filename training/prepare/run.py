@@ -1,0 +1,115 @@
+"""``prepare``: the short orchestrator from input tables to written splits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from schemas.errors import ConfigurationError
+from training.config import PrepareConfig
+from training.prepare.audit import audit, format_audit
+from training.prepare.clean import clean_frame, filter_length
+from training.prepare.dedup import deduplicate
+from training.prepare.report import format_report, write_plots
+from training.prepare.sentiment import load_sentiment_corpus
+from training.prepare.split import SPLITS, balance, grouped_split
+from training.prepare.tables import InputSpec, read_labelled, write_table
+
+METADATA = "metadata.json"
+SPLIT_COLUMNS = ("text", "label", "language", "category", "bucket", "word_count", "source",
+                 "origin", "weight", "group")
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    directory: Path
+    rows: dict[str, int]
+    summary: dict[str, object]
+
+    def split_path(self, name: str) -> Path:
+        return self.directory / f"{name}.csv"
+
+
+def split_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.csv"
+
+
+def prepare(
+    inputs: Sequence[InputSpec],
+    out_dir: Path,
+    config: PrepareConfig | None = None,
+    *,
+    sentiment: str | Path | None = None,
+    sentiment_weight: float = 1.0,
+    log: bool = True,
+) -> PreparedData:
+    config = config or PrepareConfig()
+    frames = [read_labelled(spec) for spec in inputs]
+    if sentiment is not None:
+        frames.append(load_sentiment_corpus(sentiment, weight=sentiment_weight))
+    if not frames:
+        raise ConfigurationError("prepare needs at least one input table or the sentiment corpus")
+    data = pd.concat(frames, ignore_index=True)
+    steps = {"read": len(data)}
+
+    data, clean_counts = clean_frame(data)
+    steps["cleaned (empty and other-language rows dropped)"] = len(data)
+    data, dup_counts = deduplicate(
+        data, drop_threshold=config.near_duplicate_threshold,
+        group_threshold=config.group_threshold, seed=config.seed,
+    )
+    steps["deduplicated"] = len(data)
+    data = filter_length(data, config.min_words, config.max_words)
+    steps[f"{config.min_words}-{config.max_words} words"] = len(data)
+    data = balance(data, config.max_negative_ratio, config.seed).reset_index(drop=True)
+    steps["balanced"] = len(data)
+    if data["label"].nunique() < 2:
+        raise ConfigurationError("prepared data has only one label; add labelled inputs")
+    data["split"] = grouped_split(data, config.split_ratios, config.seed)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for name in SPLITS:
+        part = data[data["split"] == name]
+        write_table(part[list(SPLIT_COLUMNS)], split_path(out_dir, name))
+        rows[name] = len(part)
+
+    shortcut = audit(data, config.normalization, config.seed)
+    audit_text = format_audit(shortcut)
+    report_text = format_report(data, steps)
+    (out_dir / "audit.txt").write_text(audit_text + "\n", encoding="utf-8")
+    (out_dir / "report.txt").write_text(report_text + "\n", encoding="utf-8")
+    if config.plots:
+        write_plots(data, out_dir / "plots")
+    summary: dict[str, object] = {
+        "rows": rows,
+        "steps": steps,
+        "dropped": {**clean_counts, **dup_counts},
+        "labels": {str(k): int(v) for k, v in data["label"].value_counts().items()},
+        "languages": {str(k): int(v) for k, v in data["language"].value_counts().items()},
+        "inputs": [{"path": str(s.path), "weight": s.weight} for s in inputs]
+        + ([{"path": str(sentiment), "weight": sentiment_weight}] if sentiment else []),
+        "shortcut_auc": {
+            "raw": shortcut["shortcut_auc_raw"],
+            "normalized": shortcut["shortcut_auc_normalized"],
+        },
+        "config": {k: v for k, v in asdict(config).items() if k != "normalization"},
+        "normalization": config.normalization.model_dump(),
+    }
+    (out_dir / METADATA).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if log:
+        print(report_text)
+        print()
+        print(audit_text)
+    return PreparedData(out_dir, rows, summary)
+
+
+def read_split(directory: Path, name: str) -> pd.DataFrame:
+    path = split_path(directory, name)
+    if not path.is_file():
+        raise ConfigurationError(f"{path} not found: run `depdetect train prepare` first")
+    return pd.read_csv(path, sep="|", dtype={"text": str}, keep_default_na=False)
