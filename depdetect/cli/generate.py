@@ -182,7 +182,7 @@ def run_command(
         int, typer.Option(help="Requests per batch (API limit 100,000)")
     ] = 5_000,
     poll_seconds: Annotated[
-        float, typer.Option(help="First wait between status checks; grows to 10 minutes")
+        float, typer.Option(min=1.0, help="First wait between status checks; grows to 10 minutes")
     ] = 30.0,
     output_format: Annotated[
         str, typer.Option("--format", help="Output table: csv or parquet")

@@ -27,7 +27,9 @@ def publish(
     topic: Annotated[str | None, typer.Option(help="Defaults to the first input topic")] = None,
 ) -> None:
     """Publish texts (each validated against the contract first) with keys, showing progress."""
-    from schemas.messages import SubmittedText
+    from pydantic import ValidationError
+
+    from schemas.messages import SubmittedText, describe_validation_error
     from services.publisher.client import TextPublisher
     from services.publisher.readers import guess_format, iter_records, with_message_id
 
@@ -49,8 +51,10 @@ def publish(
                         context={"max_text_chars": settings.contract.max_text_chars},
                     )
                 )
-            except ValueError as exc:
-                raise ContractError(f"record {n}: {exc}") from exc
+            except ValidationError as exc:
+                raise ContractError(
+                    f"record {n}: {describe_validation_error(exc)} (nothing was published)"
+                ) from exc
     except ContractError as exc:
         raise fail(str(exc)) from exc
     finally:

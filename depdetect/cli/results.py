@@ -335,8 +335,9 @@ def purge(
     if days is None:
         raise fail("retention is off (storage.retention_days unset); pass --older-than-days")
     cutoff = utcnow() - timedelta(days=days)
-    with open_sessions(settings.database) as sessions, sessions() as session:
-        count = purge_results(session=session, classified_before=cutoff, dry_run=True)
+    with open_sessions(settings.database) as sessions:
+        with sessions() as session:
+            count = purge_results(session=session, classified_before=cutoff, dry_run=True)
         if dry_run or not count:
             typer.echo(
                 f"{count} results classified before {cutoff.isoformat()}"
@@ -347,6 +348,6 @@ def purge(
             typer.confirm(
                 f"delete {count} results classified before {cutoff.isoformat()}?", abort=True
             )
-        with session.begin():
+        with sessions.begin() as session:
             deleted = purge_results(session=session, classified_before=cutoff)
     typer.echo(f"deleted {deleted} results")

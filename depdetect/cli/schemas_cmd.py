@@ -40,3 +40,11 @@ def validate(
     except ContractError as exc:
         raise fail(str(exc)) from exc
     typer.echo("valid")
+
+
+@app.command()
+def asyncapi() -> None:
+    """Write the classifier service's AsyncAPI document (services/classifier/asyncapi.yaml)."""
+    from services.classifier.asyncapi import export as export_asyncapi
+
+    typer.echo(str(export_asyncapi()))

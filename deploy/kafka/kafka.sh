@@ -235,7 +235,9 @@ format_node() {  # layout node java: only once, the data dir keeps meta.properti
   local dir out
   dir="$(node_dir "$1" "$2")"
   [[ -f "$dir/data/meta.properties" ]] && return 0
-  if ! out="$("$3" -Xmx256m -Dlog4j2.configurationFile="$LOG4J_CONFIG" -cp "$LIB_DIR/*" \
+  # A short-lived tool: C1 only and serial GC start it about a third faster.
+  if ! out="$("$3" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+        -Dlog4j2.configurationFile="$LOG4J_CONFIG" -cp "$LIB_DIR/*" \
         kafka.tools.StorageTool format -t "$(cluster_id "$1")" \
         -c "$dir/server.properties" --ignore-formatted 2>&1)"; then
     printf '%s\n' "$out" >&2
@@ -264,13 +266,24 @@ prepare_nodes() {  # layout java ids...: config + one-time format, in parallel
     done
     write_properties "$layout" "$id"
   done
+  # Create the id here: parallel formats creating it would each invent one.
+  cluster_id "$layout" >/dev/null
   # Formatting is a JVM start per node: run them side by side.
   for id in "$@"; do
     format_node "$layout" "$id" "$java" &
-    pids+=($!)
+    pids+=("$!")
   done
   for id in "${pids[@]}"; do
     wait "$id" || die "formatting the $layout storage failed"
+  done
+  # A node formatted under another id would be refused by the quorum later,
+  # with a far less clear error.
+  local want got
+  want="$(cluster_id "$layout")"
+  for id in "$@"; do
+    got="$(sed -n 's/^cluster\.id=//p' "$(node_dir "$layout" "$id")/data/meta.properties")"
+    [[ "$got" == "$want" ]] ||
+      die "node $id's storage has cluster id '$got', not '$want': delete $STATE_DIR/$layout to start afresh"
   done
 }
 
@@ -289,6 +302,7 @@ launch_node() {  # layout node java (after prepare_nodes)
   # SIGHUP; 9>&- keeps our lock fd out of it (else `stop` would block on it).
   # The inner shell records its own pid before exec'ing java, so the pid file
   # holds java's pid even if setsid had to fork.
+  # shellcheck disable=SC2016  # $$ and $1 belong to the inner shell
   nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$dir/kafka.pid" \
     "$java" "${jvm[@]}" -cp "$LIB_DIR/*" kafka.Kafka "$dir/server.properties" \
     >"$dir/kafka.log" 2>&1 </dev/null 9>&- &
@@ -407,7 +421,7 @@ cmd_wait() {
   done
 }
 
-signal_nodes() {  # signal layout ids...: sends the signal, drops pid files of the dead
+signal_nodes() {  # signal layout ids...: signals those that are alive
   local sig="$1" layout="$2" id pid
   shift 2
   for id in "$@"; do

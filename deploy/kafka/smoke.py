@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import socket
 import subprocess
 import sys
@@ -94,6 +95,8 @@ def main() -> int:
     parser.add_argument("--replication", type=int, default=1)
     parser.add_argument("--count", type=int, default=100)
     args = parser.parse_args()
+    # aiokafka logs every failed reconnect to a killed node at WARNING.
+    logging.basicConfig(level=logging.ERROR)
     bootstrap = args.bootstrap or default_bootstrap()
     tcp_check(bootstrap)
     try:

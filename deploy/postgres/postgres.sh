@@ -98,7 +98,7 @@ pg_root() {  # prints the dir holding data/, the socket and the log
     mkdir -p "$root"
   fi
   # Unix socket paths are limited to 107 bytes.
-  if (("${#root}" + 20 > 107)); then
+  if ((${#root} + 20 > 107)); then
     die "state dir path too long for a unix socket: $root (set DEPDETECT_PG_STATE_DIR)"
   fi
   echo "$root"

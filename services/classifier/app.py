@@ -16,14 +16,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from faststream import AckPolicy, Context
+from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 from prometheus_client import make_asgi_app
 from sqlalchemy import Engine
 
 from depdetect.settings import Settings, load_settings
-from schemas.messages import DeadLetter, ReviewRequest, SubmittedText
+from schemas.messages import DeadLetter, ReviewRequest
 from schemas.migrate import upgrade
 from services.classifier.batch import BatchProcessor
 from services.classifier.health import make_health_handler
@@ -90,18 +92,16 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         batch_timeout_ms=kafka.batch_max_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_values,
         title="submitted-texts",
         description="Texts to screen (SubmittedText contract).",
     )
-    async def on_texts(body: list[SubmittedText], message: KafkaMessage = Context()) -> None:
-        # The raw records (not the decoded body) are used so that bad bytes reach the
-        # dead-letter topic untouched; `body` is declared for the AsyncAPI document.
+    async def on_texts(body: list[bytes], message: KafkaMessage) -> None:
+        # Validation is ours, not the framework's: a record that fails it must reach the
+        # dead-letter topic with its original bytes, never stop or loop the consumer.
         assert state.processor is not None
-        records = (
-            message.raw_message
-            if isinstance(message.raw_message, tuple)
-            else (message.raw_message,)
-        )
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
         try:
             outcome = await state.processor.process(records)
         except Exception:
@@ -109,9 +109,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             await asyncio.sleep(NACK_PAUSE_S)
             raise
         log.info(
-            "batch consumed=%d classified=%d flagged=%d dead_lettered=%d reviews=%d",
+            "batch consumed=%d classified=%d stored=%d flagged=%d dead_lettered=%d reviews=%d",
             outcome.consumed,
             outcome.classified,
+            outcome.stored,
             outcome.flagged,
             outcome.dead_lettered,
             outcome.reviews_published,
@@ -189,6 +190,13 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         logger=log,
     )
     return app
+
+
+async def _raw_values(message: StreamMessage[Any]) -> list[bytes]:
+    """Keep each record's bytes as they are (the default decoder would parse JSON)."""
+    raw = message.raw_message
+    records = raw if isinstance(raw, tuple) else (raw,)
+    return [r.value or b"" for r in records]
 
 
 async def _record_lag(message: KafkaMessage, metrics: ServiceMetrics) -> None:

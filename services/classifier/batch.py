@@ -36,6 +36,7 @@ Retry = Callable[..., Awaitable[Any]]
 class BatchOutcome:
     consumed: int
     classified: int
+    stored: int
     flagged: int
     dead_lettered: int
     reviews_published: int
@@ -77,7 +78,9 @@ class BatchProcessor:
             self.metrics.end_to_end_seconds.observe(max(0.0, now - item.timestamp_ms / 1000))
         published = await self.publish_reviews(pending)
         flagged = sum(1 for r in rows if r["flagged"])
-        return BatchOutcome(len(records), len(rows), flagged, len(rejected), published)
+        return BatchOutcome(
+            len(records), len(accepted), len(rows), flagged, len(rejected), published
+        )
 
     async def _dead_letter(self, rejected: list[Rejected]) -> None:
         if not rejected:

@@ -61,6 +61,11 @@ def _score(metrics: dict[str, Any], name: str, loss: float) -> float:
     return float(value) if value is not None else float("-inf")
 
 
+def _say(config: FinetuneConfig, message: str) -> None:
+    if config.progress:
+        tqdm.write(message)
+
+
 @dataclass
 class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -124,7 +129,7 @@ def train_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                 metrics.update(step=step, epoch=round(step / per_epoch, 3),
                                train_loss=loss.item(), val_loss=val_loss)
                 result.history.append(metrics)
-                bar.write(f"step {step}: val f1 {metrics['f1']:.4f} "
+                _say(config, f"step {step}: val f1 {metrics['f1']:.4f} "
                           f"roc_auc {metrics['roc_auc']} val_loss {val_loss:.4f}")
                 current = _score(metrics, config.best_metric, val_loss)
                 if best_state is None or current > best_score + config.early_stopping_threshold:
@@ -135,7 +140,7 @@ def train_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                 else:
                     patience += 1
                 if patience >= config.early_stopping_patience:
-                    bar.write(f"early stopping at step {step}")
+                    _say(config, f"early stopping at step {step}")
                     total = step
             if step >= total:
                 break

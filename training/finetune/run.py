@@ -30,7 +30,9 @@ class FinetuneResult:
 
 
 def finetune(data_dir: Path, out_dir: Path, config: FinetuneConfig | None = None, *,
-             normalization: NormalizationSettings | None = None) -> FinetuneResult:
+             normalization: NormalizationSettings | None = None,
+             base_model_name: str | None = None) -> FinetuneResult:
+    """Fine-tune ``config.base_model``; ``base_model_name`` overrides its recorded name."""
     config = config or FinetuneConfig()
     normalization = normalization or NormalizationSettings()
     set_seed(config.seed)
@@ -58,7 +60,7 @@ def finetune(data_dir: Path, out_dir: Path, config: FinetuneConfig | None = None
     model.cpu().save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     info = {
-        "base_model": config.base_model,
+        "base_model": base_model_name or config.base_model,
         "labels": LABELS,
         "threshold": threshold,
         "target_precision": config.target_precision,

@@ -18,7 +18,7 @@ def answer_text(message: Any) -> str:
     for block in content or ():
         kind = block.get("type") if isinstance(block, dict) else block.type
         if kind == "text":
-            parts.append(block.get("text") if isinstance(block, dict) else block.text)
+            parts.append(str(block.get("text") if isinstance(block, dict) else block.text))
     return "".join(parts)
 
 

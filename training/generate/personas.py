@@ -72,12 +72,6 @@ class Persona:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Persona:
-        values = dict(data)
-        values["anchors"] = tuple(values.get("anchors") or ())  # type: ignore[call-overload]
-        return cls(**values)  # type: ignore[arg-type]
-
 
 def draw_persona(
     seed: int,

@@ -151,9 +151,9 @@ def group_counts(cells: list[CellCounts], by: tuple[str, ...]) -> list[CellCount
     """Sum cells over the dimensions not in `by` (empty `by`: one total row)."""
     groups: dict[tuple[str, ...], CellCounts] = {}
     for counts in cells:
-        key = tuple(getattr(counts, dim) if dim in by else "*" for dim in DIMENSIONS)
+        key = tuple(str(getattr(counts, dim)) if dim in by else "*" for dim in DIMENSIONS)
         if key not in groups:
-            groups[key] = CellCounts(*key)
+            groups[key] = CellCounts(key[0], key[1], key[2], key[3])
         groups[key].add(counts)
     return list(groups.values())
 

@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import anthropic
+import pydantic
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
 from schemas.errors import ConfigurationError, TransientError
@@ -65,6 +66,12 @@ def open_run(run_dir: Path, config: GenerationConfig, options: RunOptions) -> Ru
 def stored_config(store: RunStore) -> GenerationConfig | None:
     raw = store.get_meta(CONFIG_KEY)
     return None if raw is None else GenerationConfig.model_validate_json(raw)
+
+
+class _Usage(TypedDict):
+    model: str
+    input_tokens: int
+    output_tokens: int
 
 
 def _ended(batch: MessageBatch) -> int:
@@ -209,7 +216,13 @@ class Generator:
         interval = self.options.timing.poll_initial_s
         while remaining:
             for batch_id in list(remaining):
-                batch = self.api.retrieve(batch_id)
+                try:
+                    batch = self.api.retrieve(batch_id)
+                except anthropic.APIError as exc:
+                    # The SDK already retried; the batch keeps running, a rerun picks it up.
+                    raise TransientError(
+                        f"checking batch {batch_id} failed ({exc}); rerun to resume"
+                    ) from exc
                 self.store.set_batch_status(batch_id, batch.processing_status)
                 totals[batch_id] = _ended(batch) + batch.request_counts.processing
                 done[batch_id] = _ended(batch)
@@ -227,6 +240,15 @@ class Generator:
         """All results of one batch in one transaction, matched by custom_id."""
         expected = self.store.batch_attempts(batch_id)
         self._progress.grow("parse", len(expected))
+        try:
+            self._store_results(batch_id, expected)
+        except (anthropic.APIError, json.JSONDecodeError, pydantic.ValidationError) as exc:
+            # Nothing of this batch was kept (rolled back); its results stay downloadable.
+            raise TransientError(
+                f"reading the results of batch {batch_id} failed ({exc}); rerun to resume"
+            ) from exc
+
+    def _store_results(self, batch_id: str, expected: dict[str, tuple[str, int]]) -> None:
         seen: set[str] = set()
         with self.store.transaction():
             for line in self.api.results(batch_id):
@@ -276,11 +298,11 @@ class Generator:
             self._retry_or_fail(request.request_id, attempt, error or result.type)
             return
         message = result.message
-        usage = {
-            "model": message.model,
-            "input_tokens": message.usage.input_tokens,
-            "output_tokens": message.usage.output_tokens,
-        }
+        usage = _Usage(
+            model=message.model,
+            input_tokens=message.usage.input_tokens,
+            output_tokens=message.usage.output_tokens,
+        )
         if message.stop_reason == "refusal":
             self.store.record_result(
                 custom_id,

@@ -10,7 +10,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
+from functools import cache
+from typing import Any
 
 from training.generate.config import SUPPORTED_LANGUAGES, Bucket
 
@@ -47,20 +48,21 @@ def dedup_key(text: str) -> str:
     return " ".join(normal.split())
 
 
+@cache
+def _identifier() -> Any:
+    # Loaded once, on first use: the model takes a moment and dry runs never need it.
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(list(SUPPORTED_LANGUAGES))
+    return identifier
+
+
 class LanguageDetector:
     """py3langid restricted to the six supported languages (its model ships in the wheel)."""
 
-    @cached_property
-    def _identifier(self):  # type: ignore[no-untyped-def]
-        # Loaded on first use: the model takes a moment and dry runs never need it.
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        identifier.set_languages(list(SUPPORTED_LANGUAGES))
-        return identifier
-
     def detect(self, text: str) -> str:
-        language, _confidence = self._identifier.classify(text)
+        language, _confidence = _identifier().classify(text)
         return str(language)
 
 

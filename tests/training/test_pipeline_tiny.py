@@ -1,0 +1,65 @@
+"""The tiny bundle the service tests use: built by the real chain, loadable, torch-free scoring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from schemas.bundle import MODEL_CARD, MODEL_FILE, TOKENIZER_FILE, content_hash, read_manifest
+
+pytestmark = pytest.mark.training
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.pipeline import build_tiny_bundle
+
+    return build_tiny_bundle(tmp_path_factory.mktemp("tiny") / "bundle")
+
+
+def test_bundle_has_every_file_and_a_valid_manifest(bundle: Path) -> None:
+    manifest = read_manifest(bundle)
+    for name in (MODEL_FILE, TOKENIZER_FILE, MODEL_CARD):
+        assert (bundle / name).is_file()
+    assert manifest.model_version == content_hash(bundle)
+    assert 0.0 <= manifest.threshold <= 1.0
+    assert manifest.quantization and "int8" in manifest.quantization
+    assert set(manifest.metrics["test"]["per_language"]) <= {"en", "de", "fr", "it", "pt", "es"}
+    assert "never a diagnosis" in (bundle / MODEL_CARD).read_text()
+
+
+def test_graph_has_the_contracted_inputs_and_dynamic_axes(bundle: Path) -> None:
+    graph = onnx.load(str(bundle / MODEL_FILE)).graph
+
+    def dims(value: onnx.ValueInfoProto) -> list[str | int]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    inputs = {i.name: i for i in graph.input}
+    assert set(inputs) == {"input_ids", "attention_mask"}
+    for value in inputs.values():
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.INT64
+        assert dims(value) == ["batch", "sequence"]
+    (output,) = graph.output
+    assert output.name == "logits"
+    assert dims(output) == ["batch", 2]
+    assert any(node.op_type.startswith(("MatMulInteger", "DynamicQuantize", "QAttention"))
+               for node in graph.node), "graph is not int8-quantized"
+
+
+def test_scores_without_torch_and_parity_was_measured(bundle: Path) -> None:
+    from training.evaluate.onnx_scorer import OnnxScorer
+
+    scorer, _ = OnnxScorer.from_bundle(bundle)
+    texts = ["I feel empty and hopeless every single day.", "Lovely walk in the park! @user",
+             "Ich bin heute so müde und nichts hat mehr einen Sinn."]
+    batched = scorer.predict_proba(texts, batch_size=3)
+    one_by_one = np.array([scorer.predict_proba([t])[0] for t in texts])
+    assert np.all((batched >= 0) & (batched <= 1))
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-4)  # padding must not matter
+    parity = json.loads((bundle / "bundle.json").read_text())["metrics"]["parity"]
+    assert parity["n"] >= 100
+    assert parity["label_agreement"] >= 0.95

@@ -1,0 +1,1 @@
+"""Export a fine-tuned model to ONNX, optimise, quantize, check parity, write the bundle."""

@@ -1,0 +1,125 @@
+"""``export_bundle``: the short orchestrator from a fine-tuned model to a checked bundle."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from schemas.bundle import BundleManifest
+from schemas.text_normalization import NormalizationSettings
+from training.config import ExportConfig
+from training.errors import ParityError
+from training.evaluate.metrics import binary_metrics, metrics_by_group
+from training.evaluate.onnx_scorer import OnnxScorer
+from training.bundle_builder import bundle_tokenizer, write_bundle
+from training.export.onnx_export import export_onnx, load_for_export
+from training.export.parity import parity
+from training.export.quantize import optimize, quantize
+from training.finetune.data import EncodedTexts
+from training.finetune.loop import predict_proba
+from training.finetune.run import read_training_info
+from training.finetune.threshold import tune_threshold
+from training.prepare.run import read_split
+
+PARITY_FILE = "parity.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle_dir: Path
+    manifest: BundleManifest
+    parity: dict[str, Any]
+    fp32_model: Path
+
+
+def parity_rows(data_dir: Path, wanted: int) -> tuple[pd.DataFrame, int]:
+    """Validation rows first (they also tune the threshold), topped up from train."""
+    validation = read_split(data_dir, "validation")
+    rows = validation
+    if len(rows) < wanted:
+        extra = read_split(data_dir, "train").head(wanted - len(rows))
+        rows = pd.concat([rows, extra], ignore_index=True)
+    return rows, len(validation)
+
+
+def torch_scores(model_dir: Path, texts: list[str], max_length: int,
+                 normalization: NormalizationSettings) -> np.ndarray:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    dataset = EncodedTexts(texts, [0] * len(texts), [1.0] * len(texts), tokenizer,
+                           max_length, normalization)
+    return predict_proba(load_for_export(model_dir), dataset, tokenizer, 64,
+                         torch.device("cpu"))
+
+
+def export_bundle(model_dir: Path, data_dir: Path, bundle_dir: Path,
+                  config: ExportConfig | None = None, *, work_dir: Path | None = None,
+                  log: bool = True) -> ExportResult:
+    config = config or ExportConfig()
+    info = read_training_info(model_dir)
+    max_length = int(info.get("max_length", 256))
+    normalization = NormalizationSettings(**info.get("normalization", {}))
+    work = work_dir or bundle_dir.parent / f"{bundle_dir.name}-build"
+    work.mkdir(parents=True, exist_ok=True)
+
+    fp32 = export_onnx(model_dir, work / "model-fp32.onnx", config.opset)
+    optimized = optimize(fp32, work / "model-optimized.onnx", model_dir)
+    int8 = quantize(optimized, work / "model-int8.onnx", per_channel=config.per_channel)
+    tokenizer = bundle_tokenizer(model_dir, max_length)
+    tokenizer.save(str(work / "tokenizer.json"))
+
+    rows, n_validation = parity_rows(data_dir, config.parity_texts)
+    texts = rows["text"].tolist()
+    reference = torch_scores(model_dir, texts, max_length, normalization)
+    scorers = {name: OnnxScorer(path, work / "tokenizer.json", normalization=normalization,
+                                max_length=max_length) for name, path in
+               (("onnx_fp32", fp32), ("onnx_int8", int8))}
+    scores = {name: s.predict_proba(texts) for name, s in scorers.items()}
+
+    # Quantization shifts probabilities, so the shipped threshold is re-tuned on the
+    # quantized model's validation scores with the same target precision.
+    labels = rows["label"].to_numpy()[:n_validation]
+    target = float(info.get("target_precision", 0.95))
+    threshold = tune_threshold(labels, scores["onnx_int8"][:n_validation], target)
+    checks = {name: parity(reference, s, threshold) for name, s in scores.items()}
+    checks["pytorch_threshold"] = info.get("threshold")
+    checks["bundle_threshold"] = threshold
+    (work / PARITY_FILE).write_text(json.dumps(checks, indent=2) + "\n")
+    agreement = checks["onnx_int8"]["label_agreement"]
+    if log:
+        print(f"parity on {len(texts)} texts: {json.dumps(checks, indent=2)}")
+    if config.enforce_parity and agreement < config.min_label_agreement:
+        raise ParityError(
+            f"quantized model agrees with PyTorch on {agreement:.4f} of {len(texts)} labels, "
+            f"below {config.min_label_agreement}; see {work / PARITY_FILE}"
+        )
+
+    test = read_split(data_dir, "test")
+    test_scores = scorers["onnx_int8"].predict_proba(test["text"].tolist())
+    test_metrics = binary_metrics(test["label"].to_numpy(), test_scores, threshold)
+    test_metrics["per_language"] = metrics_by_group(
+        test["label"].to_numpy(), test_scores, test["language"], threshold)
+    metadata_path = data_dir / "metadata.json"
+    metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+    manifest = BundleManifest(
+        model_version="pending",  # write_manifest fills in the content hash
+        base_model=str(info.get("base_model", model_dir)),
+        threshold=threshold,
+        max_sequence_length=max_length,
+        normalization=normalization,
+        quantization=f"onnxruntime dynamic int8 (QInt8, per_channel={config.per_channel})",
+        training_data={k: metadata[k] for k in ("rows", "labels", "languages", "inputs",
+                                                 "shortcut_auc") if k in metadata},
+        metrics={"test": test_metrics, "validation": info.get("validation", {}),
+                 "parity": checks["onnx_int8"], "target_precision": target,
+                 "export": asdict(config)},
+    )
+    stored = write_bundle(bundle_dir, int8, tokenizer, manifest)
+    return ExportResult(bundle_dir, stored, checks, fp32)
