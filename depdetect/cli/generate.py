@@ -31,19 +31,19 @@ RunDir = Annotated[
 ]
 TextsPerCell = Annotated[
     int | None,
-    typer.Option(help="Mean texts per language × state × category × bucket cell [default 100]"),
+    typer.Option(help="Mean texts per language × state × category × bucket cell (default 100)"),
 ]
 TextsPerRequest = Annotated[
-    int | None, typer.Option(help="Texts asked for in one request [default 5]")
+    int | None, typer.Option(help="Texts asked for in one request (default 5)")
 ]
 Languages = Annotated[
-    str | None, typer.Option(help="Comma-separated codes out of en,de,fr,it,pt,es [default all]")
+    str | None, typer.Option(help="Comma-separated codes out of en,de,fr,it,pt,es (default all)")
 ]
 States = Annotated[
-    str | None, typer.Option(help="Comma-separated: Healthy,Unhealthy [default both]")
+    str | None, typer.Option(help="Comma-separated: Healthy,Unhealthy (default both)")
 ]
 Categories = Annotated[
-    str | None, typer.Option(help="Comma-separated category names [default all five]")
+    str | None, typer.Option(help="Comma-separated category names (default all five)")
 ]
 Buckets = Annotated[
     str | None,
@@ -53,13 +53,13 @@ Buckets = Annotated[
 ]
 Seed = Annotated[int | None, typer.Option(help="Seed for personas and testimonials")]
 Tolerance = Annotated[
-    float | None, typer.Option(help="Relative word-count tolerance per bucket [default 0.15]")
+    float | None, typer.Option(help="Relative word-count tolerance per bucket (default 0.15)")
 ]
 Structured = Annotated[
     bool | None,
     typer.Option(
         "--structured-output/--no-structured-output",
-        help="Ask for JSON-schema constrained output [default on]",
+        help="Ask for JSON-schema constrained output (default on)",
     ),
 ]
 
@@ -129,6 +129,9 @@ def plan_command(
     seed: Seed = None,
     tolerance: Tolerance = None,
     structured_output: Structured = None,
+    examples: Annotated[
+        bool, typer.Option(help="Also print one Healthy and one Unhealthy prompt")
+    ] = False,
 ) -> None:
     """Dry run: print the plan, the number of requests and a token and cost estimate."""
     from training.generate.plan import build_plan, estimate
@@ -160,6 +163,11 @@ def plan_command(
         f"max_tokens {config.max_tokens}, seed {config.seed}"
     )
     render_plan(console, plan, estimate(config, plan))
+    if examples:
+        for state in config.states:
+            request = next(r for r in plan if r.cell.state == state)
+            console.rule(f"{request.custom_id(1)} ({state})")
+            console.print(request.params["messages"][0]["content"], markup=False, highlight=False)
 
 
 @app.command("run")

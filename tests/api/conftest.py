@@ -5,15 +5,13 @@ Each test gets a database of its own, copied from one migrated template.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import typer
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,8 +21,6 @@ from depdetect.cli import feedback as feedback_cli
 from depdetect.cli import results as results_cli
 from depdetect.cli import tokens as tokens_cli
 from depdetect.settings import DatabaseSettings, KafkaSettings, Settings
-from schemas.errors import TransientError
-from schemas.messages import ModeratorDecision, decode
 from schemas.migrate import upgrade
 from schemas.tables import ResultRow
 from services.api.app import create_app
@@ -32,8 +28,7 @@ from services.api.outbox.sink import DecisionSink
 from services.api.security.tokens import Role, create_token
 from services.kafka.admin import ensure_topics
 from services.results_query.database import make_engine, make_sessions
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+from tests.api.support import T0, RecordingSink
 
 
 @pytest.fixture(scope="session")
@@ -79,22 +74,6 @@ def settings(api_database: str, unique: str) -> Settings:
         database=DatabaseSettings(url=api_database),
         kafka=KafkaSettings(decision_topic=f"t-{unique}.decisions"),
     )
-
-
-class RecordingSink:
-    """Keeps events in memory; ``fail`` makes every send fail like an unreachable broker."""
-
-    def __init__(self, *, fail: bool = False) -> None:
-        self.events: list[ModeratorDecision] = []
-        self.fail = fail
-
-    async def send(self, event: ModeratorDecision) -> None:
-        if self.fail:
-            raise TransientError("broker unreachable (test)")
-        self.events.append(event)
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -210,34 +189,6 @@ async def kafka_client(
     """A client of an app whose relay publishes to the real broker."""
     async with app_client_factory(app_settings=kafka_app_settings) as c:
         yield c
-
-
-async def read_decisions(
-    kafka: KafkaSettings, *, expected: int, timeout_s: float = 30.0
-) -> list[tuple[bytes | None, ModeratorDecision]]:
-    """Read the decision topic from the start until ``expected`` events (or the timeout)."""
-    consumer = AIOKafkaConsumer(
-        kafka.decision_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    events: list[tuple[bytes | None, ModeratorDecision]] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while len(events) < expected and loop.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                events += [(r.key, decode(ModeratorDecision, r.value)) for r in records]
-        # A short extra read shows that nothing beyond the expected events arrives.
-        for records in (await consumer.getmany(timeout_ms=1000)).values():
-            events += [(r.key, decode(ModeratorDecision, r.value)) for r in records]
-    finally:
-        await consumer.stop()
-    return events
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from depdetect.settings import Settings, StorageSettings, StoreUnflagged
-from tests.api.conftest import T0
+from tests.api.support import T0
 
 pytestmark = pytest.mark.postgres
 

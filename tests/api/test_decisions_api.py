@@ -17,7 +17,7 @@ from schemas.tables import DecisionRow, ResultRow
 from services.api.outbox.relay import DecisionRelay
 from services.api.outbox.sink import KafkaDecisionSink
 from services.results_query.decisions import NOTE_MAX_CHARS
-from tests.api.conftest import RecordingSink, read_decisions
+from tests.api.support import RecordingSink, read_decisions
 
 pytestmark = pytest.mark.postgres
 

@@ -635,6 +635,14 @@ def test_cli_plan_is_a_dry_run_of_the_full_default_plan(tmp_path: Path, seed_dir
     assert "US$" in result.output
     assert not (tmp_path / "generation").exists()  # nothing written, nothing sent
 
+    result = CliRunner().invoke(
+        cli(settings), ["generate", "plan", "--languages", "fr", "--examples"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Write 5 different texts in French." in result.output
+    assert "Do not write about depression" in result.output
+    assert "clinical depression indicators" in result.output
+
 
 def test_cli_run_without_key_says_how_to_set_one(
     tmp_path: Path, seed_dir: Path, monkeypatch: pytest.MonkeyPatch
