@@ -33,12 +33,14 @@ def run_all(inputs: Sequence[InputSpec], work_dir: Path, bundle_dir: Path, *,
             sentiment: str | Path | None = None, sentiment_weight: float = 1.0,
             prepare_config: PrepareConfig | None = None,
             finetune_config: FinetuneConfig | None = None,
-            export_config: ExportConfig | None = None, log: bool = True) -> PipelineResult:
+            export_config: ExportConfig | None = None, base_model_name: str | None = None,
+            log: bool = True) -> PipelineResult:
     prepare_config = prepare_config or PrepareConfig()
     prepared = prepare(inputs, work_dir / "data", prepare_config, sentiment=sentiment,
                        sentiment_weight=sentiment_weight, log=log)
     finetuned = finetune(work_dir / "data", work_dir / "model", finetune_config,
-                         normalization=prepare_config.normalization)
+                         normalization=prepare_config.normalization,
+                         base_model_name=base_model_name)
     exported = export_bundle(finetuned.model_dir, prepared.directory, bundle_dir,
                              export_config, work_dir=work_dir / "export", log=log)
     return PipelineResult(prepared, finetuned, exported)

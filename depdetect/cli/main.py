@@ -10,7 +10,17 @@ import logging
 
 import typer
 
-from depdetect.cli import broker, database, publish, schemas_cmd, serve
+from depdetect.cli import (
+    api,
+    broker,
+    database,
+    feedback,
+    publish,
+    results,
+    schemas_cmd,
+    serve,
+    tokens,
+)
 from depdetect.cli.common import state_settings
 from depdetect.settings import load_settings
 
@@ -43,6 +53,10 @@ def show_config(ctx: typer.Context) -> None:
 
 app.command("publish")(publish.publish)
 app.command("serve")(serve.serve)
+app.add_typer(results.app, name="results")
+app.add_typer(feedback.app, name="feedback")
+app.add_typer(tokens.app, name="tokens")
+app.add_typer(api.app, name="api")
 app.add_typer(broker.app, name="broker")
 app.add_typer(database.app, name="db")
 app.add_typer(schemas_cmd.app, name="schemas")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -57,12 +59,32 @@ def serve(
                 str(bind_port),
             ],
         )
+    import uvicorn
+
     from services.classifier.app import create_app
 
-    app = create_app(settings)
-    asyncio.run(
-        app.run(
-            log_level=logging.getLevelName(settings.log_level.upper()),
-            run_extra_options={"host": bind_host, "port": bind_port},
-        )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=bind_host,
+        port=bind_port,
+        log_level=logging.getLevelName(settings.log_level.upper()),
+        access_log=False,
     )
+    asyncio.run(_Server(config).serve())
+    # Reaching here means a clean stop (SIGTERM/SIGINT after the shutdown ran): exit 0.
+
+
+class _Server:
+    """uvicorn's server, except that SIGTERM is a normal stop: after the graceful
+    shutdown it does not re-raise the signal, so the process exits 0."""
+
+    def __new__(cls, config: object) -> object:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                super().handle_exit(sig, frame)
+                if sig in (signal.SIGTERM, signal.SIGINT) and sig in self._captured_signals:
+                    self._captured_signals.remove(sig)
+
+        return Server(config)  # type: ignore[arg-type]

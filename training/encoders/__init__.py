@@ -1,0 +1,1 @@
+"""Base encoders that can be built without the model hub."""

@@ -1,0 +1,65 @@
+"""``depdetect evaluate``: score any labelled table with a bundle. No torch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from schemas.errors import ConfigurationError
+from training.evaluate.metrics import binary_metrics, format_metrics, metrics_by_group
+from training.evaluate.onnx_scorer import OnnxScorer
+from training.prepare.tables import read_table
+
+LANGUAGE_COLUMNS = ("lang", "language")
+
+
+def parse_labels(values: pd.Series, names: list[str], column: str) -> np.ndarray:
+    """0/1 (or the bundle's label names, or true/false) to ints; anything else refused."""
+    mapping = {"0": 0, "1": 1, "false": 0, "true": 1, names[0].lower(): 0, names[1].lower(): 1}
+    mapped = values.astype(str).str.strip().str.lower().map(mapping)
+    if mapped.isna().any():
+        bad = values[mapped.isna()].head(3).tolist()
+        raise ConfigurationError(
+            f"column {column!r} has {int(mapped.isna().sum())} value(s) that are not 0/1 or "
+            f"{names}, e.g. {bad}"
+        )
+    return mapped.to_numpy(dtype=int)
+
+
+def evaluate_file(bundle: Path, data: Path, *, sep: str | None = None,
+                  text_column: str = "text", label_column: str = "label",
+                  threshold: float | None = None, batch_size: int = 32,
+                  threads: int = 2) -> dict[str, Any]:
+    table = read_table(data, sep)
+    for column in (text_column, label_column):
+        if column not in table.columns:
+            raise ConfigurationError(
+                f"{data} has no column {column!r}; columns are {list(table.columns)} "
+                "(use --text-column/--label-column/--sep)"
+            )
+    scorer, manifest = OnnxScorer.from_bundle(bundle, threads=threads)
+    labels = parse_labels(table[label_column], manifest.labels, label_column)
+    cut = manifest.threshold if threshold is None else threshold
+    started = time.perf_counter()
+    scores = scorer.predict_proba(table[text_column].astype(str).tolist(), batch_size)
+    seconds = time.perf_counter() - started
+    result = binary_metrics(labels, scores, cut)
+    language = next((c for c in LANGUAGE_COLUMNS if c in table.columns), None)
+    if language:
+        result["per_language"] = metrics_by_group(labels, scores, table[language].astype(str),
+                                                  cut)
+    result["model_version"] = manifest.model_version
+    result["seconds"] = round(seconds, 3)
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    lines = [format_metrics(result, f"model {result['model_version']}, "
+                                    f"scored in {result['seconds']} s")]
+    for language, metrics in result.get("per_language", {}).items():
+        lines += ["", format_metrics(metrics, f"language {language}")]
+    return "\n".join(lines)
