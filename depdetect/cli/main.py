@@ -14,6 +14,7 @@ from depdetect.cli import (
     api,
     broker,
     database,
+    demo,
     feedback,
     publish,
     results,
@@ -41,7 +42,9 @@ def _root(ctx: typer.Context) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Library chatter would drown the CLI's own output; the service logs through its own config.
+    for noisy in ("alembic", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = settings
 
 
@@ -53,6 +56,7 @@ def show_config(ctx: typer.Context) -> None:
 
 app.command("publish")(publish.publish)
 app.command("serve")(serve.serve)
+app.command("demo")(demo.demo)
 app.add_typer(results.app, name="results")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(tokens.app, name="tokens")

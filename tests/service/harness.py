@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from depdetect.settings import Settings
+from services.kafka.reading import read_topic as read_records
 
 DEPDETECT = str(Path(sys.executable).parent / "depdetect")
 
@@ -122,33 +121,9 @@ async def read_topic(
     timeout: float = 30.0,
     idle: float = 3.0,
 ) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
-    """Read a topic from the beginning (no group): until ``expect`` records, or idle."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in parts])
-        await consumer.seek_to_beginning()
-        out: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
-        deadline = time.monotonic() + timeout
-        last = time.monotonic()
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out += [(r.key, r.value, dict(r.headers)) for r in records]
-                last = time.monotonic()
-            if expect is not None and len(out) >= expect:
-                break
-            if expect is None and time.monotonic() - last > idle:
-                break
-        return out
-    finally:
-        await consumer.stop()
+    """(key, value, headers) of every record, from the beginning."""
+    records = await read_records(bootstrap, topic, expect=expect, timeout_s=timeout, idle_s=idle)
+    return [(r.key, r.value, dict(r.headers)) for r in records]
 
 
 async def wait_for(predicate, *, timeout: float, interval: float = 0.5, what: str = "condition"):  # type: ignore[no-untyped-def]

@@ -1,0 +1,48 @@
+"""Read a whole topic from the beginning, without a consumer group (tools, demo, tests)."""
+
+from __future__ import annotations
+
+import time
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    expect: int | None = None,
+    timeout_s: float = 30.0,
+    idle_s: float = 3.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Records until ``expect`` have arrived, or nothing new came for ``idle_s``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            # Metadata for a topic this client never asked about arrives on request.
+            consumer._client.add_topic(topic)
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            return []
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        await consumer.seek_to_beginning()
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + timeout_s
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                out += records
+                last = time.monotonic()
+            if expect is not None and len(out) >= expect:
+                break
+            if expect is None and time.monotonic() - last > idle_s:
+                break
+        return out
+    finally:
+        await consumer.stop()
