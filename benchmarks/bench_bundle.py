@@ -22,12 +22,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.evaluate.onnx_scorer import OnnxScorer  # noqa: E402
-from training.prepare.tables import read_table  # noqa: E402
+from training.evaluate.onnx_scorer import OnnxScorer
+from training.prepare.tables import read_table
 
 
-def measure(run: Callable[[Sequence[str]], object], batches: list[list[str]],
-            tokens: int, repeats: int) -> tuple[float, float]:
+def measure(
+    run: Callable[[Sequence[str]], object], batches: list[list[str]], tokens: int, repeats: int
+) -> tuple[float, float]:
     for batch in batches[:3]:  # warm-up: first calls allocate and pick kernels
         run(batch)
     started = time.perf_counter()
@@ -42,9 +43,11 @@ def measure(run: Callable[[Sequence[str]], object], batches: list[list[str]],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
-    parser.add_argument("--data", type=Path,
-                        default=Path(__file__).resolve().parent.parent
-                        / "training" / "sample_data" / "sample.csv")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / "training" / "sample_data" / "sample.csv",
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--texts", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
@@ -58,8 +61,10 @@ def main() -> None:
     scorer, manifest = OnnxScorer.from_bundle(args.bundle, threads=args.threads)
     texts = read_table(args.data)[args.text_column].astype(str).tolist()[: args.texts]
     tokens = sum(len(e.ids) for e in scorer.encode(texts))
-    print(f"bundle {manifest.model_version} ({manifest.base_model}); {len(texts)} texts, "
-          f"{tokens / len(texts):.1f} tokens/text, {args.threads} threads")
+    print(
+        f"bundle {manifest.model_version} ({manifest.base_model}); {len(texts)} texts, "
+        f"{tokens / len(texts):.1f} tokens/text, {args.threads} threads"
+    )
 
     def padded(batch: Sequence[str], width: int) -> None:
         ids = [e.ids for e in scorer.encode(batch)]
@@ -77,17 +82,26 @@ def main() -> None:
         padded(texts[:1], width)
     except Exception:  # a model with fewer positions (the tiny test model)
         width = manifest.max_sequence_length
-    rows.append((f"batch 1, padded to {width}",
-                 *measure(lambda b: padded(b, width), singles, tokens, args.repeats)))
-    rows.append(("batch 1, exact length",
-                 *measure(lambda b: scorer.predict_proba(b, 1), singles, tokens, args.repeats)))
+    rows.append(
+        (
+            f"batch 1, padded to {width}",
+            *measure(lambda b: padded(b, width), singles, tokens, args.repeats),
+        )
+    )
+    rows.append(
+        (
+            "batch 1, exact length",
+            *measure(lambda b: scorer.predict_proba(b, 1), singles, tokens, args.repeats),
+        )
+    )
     ordered = sorted(texts, key=len)
     best = ("", 0.0, 0.0)
     for size in (int(s) for s in args.batch_sizes.split(",")):
         batches = [ordered[i : i + size] for i in range(0, len(ordered), size)]
-        row = (f"batch {size}, length-sorted dynamic padding",
-               *measure(lambda b, n=size: scorer.predict_proba(b, n), batches, tokens,
-                        args.repeats))
+        row = (
+            f"batch {size}, length-sorted dynamic padding",
+            *measure(lambda b, n=size: scorer.predict_proba(b, n), batches, tokens, args.repeats),
+        )
         rows.append(row)
         best = max(best, row, key=lambda r: r[1])
     for name, texts_s, tokens_s in rows:

@@ -91,6 +91,20 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A database of this test's own on the real PostgreSQL, dropped afterwards."""
+    url = make_url(postgres_url)
+    name = f"{url.database}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'depdetect.db'}"
 
@@ -100,7 +114,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """Runs a test once on SQLite and once on the real PostgreSQL."""
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
-    return str(request.getfixturevalue("postgres_url"))
+    return str(request.getfixturevalue("fresh_postgres_url"))
 
 
 @pytest.fixture

@@ -25,8 +25,9 @@ def bundle_tokenizer(model_dir: Path, max_length: int) -> Tokenizer:
     return tokenizer
 
 
-def write_bundle(directory: Path, model: Path, tokenizer: Tokenizer,
-                 manifest: BundleManifest) -> BundleManifest:
+def write_bundle(
+    directory: Path, model: Path, tokenizer: Tokenizer, manifest: BundleManifest
+) -> BundleManifest:
     """Copy the graph and tokenizer in, write the card, then bundle.json with its hash."""
     directory.mkdir(parents=True, exist_ok=True)
     if model.resolve() != (directory / MODEL_FILE).resolve():

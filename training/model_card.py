@@ -12,8 +12,10 @@ def _row(name: str, m: dict[str, Any]) -> str:
         value = m.get(key)
         return "n/a" if value is None else f"{value:.3f}"
 
-    return (f"| {name} | {m['n']} | {f('precision')} | {f('recall')} | {f('f1')} "
-            f"| {f('roc_auc')} | {f('pr_auc')} |")
+    return (
+        f"| {name} | {m['n']} | {f('precision')} | {f('recall')} | {f('f1')} "
+        f"| {f('roc_auc')} | {f('pr_auc')} |"
+    )
 
 
 def render_model_card(manifest: BundleManifest) -> str:

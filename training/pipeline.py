@@ -29,27 +29,56 @@ class PipelineResult:
     exported: ExportResult
 
 
-def run_all(inputs: Sequence[InputSpec], work_dir: Path, bundle_dir: Path, *,
-            sentiment: str | Path | None = None, sentiment_weight: float = 1.0,
-            prepare_config: PrepareConfig | None = None,
-            finetune_config: FinetuneConfig | None = None,
-            export_config: ExportConfig | None = None, base_model_name: str | None = None,
-            log: bool = True) -> PipelineResult:
+def run_all(
+    inputs: Sequence[InputSpec],
+    work_dir: Path,
+    bundle_dir: Path,
+    *,
+    sentiment: str | Path | None = None,
+    sentiment_weight: float = 1.0,
+    prepare_config: PrepareConfig | None = None,
+    finetune_config: FinetuneConfig | None = None,
+    export_config: ExportConfig | None = None,
+    base_model_name: str | None = None,
+    log: bool = True,
+) -> PipelineResult:
     prepare_config = prepare_config or PrepareConfig()
-    prepared = prepare(inputs, work_dir / "data", prepare_config, sentiment=sentiment,
-                       sentiment_weight=sentiment_weight, log=log)
-    finetuned = finetune(work_dir / "data", work_dir / "model", finetune_config,
-                         normalization=prepare_config.normalization,
-                         base_model_name=base_model_name)
-    exported = export_bundle(finetuned.model_dir, prepared.directory, bundle_dir,
-                             export_config, work_dir=work_dir / "export", log=log)
+    prepared = prepare(
+        inputs,
+        work_dir / "data",
+        prepare_config,
+        sentiment=sentiment,
+        sentiment_weight=sentiment_weight,
+        log=log,
+    )
+    finetuned = finetune(
+        work_dir / "data",
+        work_dir / "model",
+        finetune_config,
+        normalization=prepare_config.normalization,
+        base_model_name=base_model_name,
+    )
+    exported = export_bundle(
+        finetuned.model_dir,
+        prepared.directory,
+        bundle_dir,
+        export_config,
+        work_dir=work_dir / "export",
+        log=log,
+    )
     return PipelineResult(prepared, finetuned, exported)
 
 
 def tiny_finetune_config(base_model: Path, seed: int) -> FinetuneConfig:
     return FinetuneConfig(
-        base_model=str(base_model), learning_rate=5e-3, epochs=6, batch_size=16,
-        max_length=128, early_stopping_patience=6, progress=False, seed=seed,
+        base_model=str(base_model),
+        learning_rate=5e-3,
+        epochs=6,
+        batch_size=16,
+        max_length=128,
+        early_stopping_patience=6,
+        progress=False,
+        seed=seed,
     )
 
 
@@ -74,18 +103,31 @@ def build_tiny_bundle(out_dir: Path, *, data: Path | None = None, seed: int = 0)
     with tempfile.TemporaryDirectory(prefix="depdetect-tiny-") as scratch:
         work = Path(scratch)
         normalization = NormalizationSettings()
-        prepared = prepare([InputSpec(data or SAMPLE_DATA)], work / "data",
-                           PrepareConfig(seed=seed, plots=False, normalization=normalization),
-                           log=False)
-        encoder = build_tiny_encoder(read_split(prepared.directory, "train")["text"],
-                                     work / "encoder", seed=seed)
+        prepared = prepare(
+            [InputSpec(data or SAMPLE_DATA)],
+            work / "data",
+            PrepareConfig(seed=seed, plots=False, normalization=normalization),
+            log=False,
+        )
+        encoder = build_tiny_encoder(
+            read_split(prepared.directory, "train")["text"], work / "encoder", seed=seed
+        )
         try:
-            finetuned = finetune(prepared.directory, work / "model",
-                                 tiny_finetune_config(encoder, seed), normalization=normalization,
-                                 base_model_name=TINY_BASE_MODEL)
-            export_bundle(finetuned.model_dir, prepared.directory, out_dir,
-                          ExportConfig(enforce_parity=False), work_dir=work / "export",
-                          log=False)
+            finetuned = finetune(
+                prepared.directory,
+                work / "model",
+                tiny_finetune_config(encoder, seed),
+                normalization=normalization,
+                base_model_name=TINY_BASE_MODEL,
+            )
+            export_bundle(
+                finetuned.model_dir,
+                prepared.directory,
+                out_dir,
+                ExportConfig(enforce_parity=False),
+                work_dir=work / "export",
+                log=False,
+            )
         finally:
             torch.set_num_threads(threads)
     return out_dir

@@ -35,7 +35,8 @@ Inputs = Annotated[
 Sentiment = Annotated[
     str | None,
     typer.Option(
-        help="Sentiment corpus (label 0): local dir or hub id. Default: settings.data.sentiment_corpus"
+        help="Sentiment corpus (label 0): local dir or hub id. "
+        "Default: settings.data.sentiment_corpus"
     ),
 ]
 NoSentiment = Annotated[bool, typer.Option("--no-sentiment", help="Leave the corpus out")]

@@ -14,7 +14,7 @@ from services.api.errors import install_error_handlers
 from services.api.outbox.relay import DecisionRelay
 from services.api.outbox.sink import DecisionSink, KafkaDecisionSink
 from services.api.resources import ApiResources
-from services.api.routes import aggregates, decisions, results
+from services.api.routes import aggregates, decisions, health, results
 from services.results_query.database import make_engine, make_sessions
 
 DESCRIPTION = """Moderators review flagged texts and record decisions; analysts read figures.
@@ -64,6 +64,6 @@ def create_app(
         openapi_url=None,
     )
     install_error_handlers(app)
-    for module in (results, decisions, aggregates):
+    for module in (health, results, decisions, aggregates):
         app.include_router(module.router)
     return app

@@ -164,3 +164,9 @@ async def test_moderators_decide_only_as_themselves_admins_for_anyone(
     )
     assert response.status_code == 201
     assert response.json()["moderator_id"] == "night-shift-7"
+
+
+async def test_health_is_open_and_returns_no_data(client) -> None:  # type: ignore[no-untyped-def]
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"live": True, "ready": True, "checks": {"database": True}}

@@ -135,6 +135,7 @@ def test_openapi_document_in_the_repo_is_current(cli: typer.Typer) -> None:
     assert "is current" in _ok(cli, "api", "openapi", "--check")
     paths = json.loads(DOCUMENT.read_text(encoding="utf-8"))["paths"]
     assert set(paths) == {
+        "/health",
         "/results",
         "/results/{result_id}",
         "/results/{result_id}/decisions",

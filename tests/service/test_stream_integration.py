@@ -117,7 +117,7 @@ async def _assert_reviews_cover_flags(settings: Settings, url: str) -> list[Revi
     return reviews
 
 
-@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+@pytest.mark.parametrize("db", ["sqlite", "fresh_postgres"])
 async def test_a_thousand_messages_with_five_percent_malformed(
     db: str,
     request: pytest.FixtureRequest,

@@ -36,8 +36,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path):  # t
     torch.set_num_threads(1)  # tiny model; a busy 2-core box makes more threads slower
     work = tmp_path_factory.mktemp("run")
     return run_all(
-        [InputSpec(SAMPLE)], work, work / "bundle",
+        [InputSpec(SAMPLE)],
+        work,
+        work / "bundle",
         prepare_config=PrepareConfig(seed=0),
         finetune_config=tiny_finetune_config(tiny_encoder, 0),
-        export_config=ExportConfig(enforce_parity=False, parity_texts=500), log=False,
+        export_config=ExportConfig(enforce_parity=False, parity_texts=500),
+        log=False,
     )

@@ -49,9 +49,23 @@ def test_evaluate_json_on_a_tab_table_with_languages(tiny_run, tmp_path: Path) -
     table = rows.rename(columns={"text": "post", "label": "y", "language": "lang"})
     path = tmp_path / "eval.tsv"
     table[["post", "y", "lang"]].to_csv(path, sep="\t", index=False)
-    result = CliRunner().invoke(_cli(), [
-        "evaluate", "--model", str(tiny_run.exported.bundle_dir), "--data", str(path),
-        "--sep", "\t", "--text-column", "post", "--label-column", "y", "--json"])
+    result = CliRunner().invoke(
+        _cli(),
+        [
+            "evaluate",
+            "--model",
+            str(tiny_run.exported.bundle_dir),
+            "--data",
+            str(path),
+            "--sep",
+            "\t",
+            "--text-column",
+            "post",
+            "--label-column",
+            "y",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     for key in ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "threshold"):
@@ -64,9 +78,18 @@ def test_evaluate_json_on_a_tab_table_with_languages(tiny_run, tmp_path: Path) -
 
 
 def test_evaluate_refuses_a_missing_column(tiny_run, sample_csv: Path) -> None:  # type: ignore[no-untyped-def]
-    result = CliRunner().invoke(_cli(), [
-        "evaluate", "--model", str(tiny_run.exported.bundle_dir), "--data", str(sample_csv),
-        "--label-column", "nope"])
+    result = CliRunner().invoke(
+        _cli(),
+        [
+            "evaluate",
+            "--model",
+            str(tiny_run.exported.bundle_dir),
+            "--data",
+            str(sample_csv),
+            "--label-column",
+            "nope",
+        ],
+    )
     assert result.exit_code == 1
     assert "no column 'nope'" in result.output
 
@@ -93,8 +116,13 @@ def test_evaluate_needs_no_torch(tiny_run, sample_csv: Path) -> None:  # type: i
         f"Path({str(sample_csv)!r}))['n']\n"
         "print(n, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2], check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "464 False False"
 
@@ -104,21 +132,35 @@ def test_comparison_report(tiny_run, tmp_path: Path) -> None:  # type: ignore[no
     from training.prepare.run import read_split
 
     test = read_split(tiny_run.prepared.directory, "test")
-    result = compare(tiny_run.finetuned.model_dir, tiny_run.exported.fp32_model,
-                     tiny_run.exported.bundle_dir, test, tmp_path, latency_texts=20, runs=1)
+    result = compare(
+        tiny_run.finetuned.model_dir,
+        tiny_run.exported.fp32_model,
+        tiny_run.exported.bundle_dir,
+        test,
+        tmp_path,
+        latency_texts=20,
+        runs=1,
+    )
     assert set(result) == {"pytorch", "onnx_fp32", "onnx_int8"}
     for variant in result.values():
         assert variant["latency_batch_1"]["texts_per_s"] > 0
         assert variant["metrics"]["n"] == len(test)
     assert result["onnx_fp32"]["metrics"]["roc_auc"] == pytest.approx(
-        result["pytorch"]["metrics"]["roc_auc"], abs=1e-3)
-    for name in ("comparison.txt", "comparison.json", "confusion_matrices.png",
-                 "latency_batch1.png", "roc_pr_curves.png"):
+        result["pytorch"]["metrics"]["roc_auc"], abs=1e-3
+    )
+    for name in (
+        "comparison.txt",
+        "comparison.json",
+        "confusion_matrices.png",
+        "latency_batch1.png",
+        "roc_pr_curves.png",
+    ):
         assert (tmp_path / name).is_file()
 
 
-def test_cli_chain_prepare_finetune_export(tiny_encoder: Path, sample_csv: Path,
-                                           tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_cli_chain_prepare_finetune_export(
+    tiny_encoder: Path, sample_csv: Path, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DEPDETECT_DATA__WORK_DIR", str(tmp_path / "work"))
     from depdetect.cli import train
     from depdetect.settings import Settings
@@ -130,10 +172,28 @@ def test_cli_chain_prepare_finetune_export(tiny_encoder: Path, sample_csv: Path,
         ctx.obj = Settings(_env_file=None)  # type: ignore[call-arg]
 
     app.add_typer(train.app, name="train")
-    result = CliRunner().invoke(app, [
-        "train", "all", "--input", f"{sample_csv}:1.5", "--no-sentiment",
-        "--base-model", str(tiny_encoder), "--max-steps", "3", "--batch-size", "16",
-        "--lr", "0.005", "--max-length", "64", "--seed", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "all",
+            "--input",
+            f"{sample_csv}:1.5",
+            "--no-sentiment",
+            "--base-model",
+            str(tiny_encoder),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.005",
+            "--max-length",
+            "64",
+            "--seed",
+            "1",
+        ],
+    )
     # Three steps leave the tiny model near chance, so int8 parity may miss the 99.5 % bar:
     # either outcome is an orderly end of the chain.
     assert result.exit_code in (0, 1), result.output

@@ -22,8 +22,13 @@ def test_defaults_follow_the_original_and_are_validated() -> None:
     assert (config.epochs, config.batch_size) == (10, 64)
     assert (config.early_stopping_patience, config.early_stopping_threshold) == (5, 0.001)
     assert config.target_precision == 0.95
-    for bad in ({"learning_rate": 0}, {"best_metric": "vibes"}, {"max_length": 4096},
-                {"target_precision": 1.5}, {"device": "tpu"}):
+    for bad in (
+        {"learning_rate": 0},
+        {"best_metric": "vibes"},
+        {"max_length": 4096},
+        {"target_precision": 1.5},
+        {"device": "tpu"},
+    ):
         with pytest.raises(ConfigurationError):
             FinetuneConfig(**bad)  # type: ignore[arg-type]
 
@@ -66,8 +71,7 @@ def test_seeded_tiny_runs_are_reproducible(tmp_path: Path, tiny_run, tiny_encode
     from training.pipeline import tiny_finetune_config
 
     data = tiny_run.prepared.directory
-    config = dataclasses.replace(tiny_finetune_config(tiny_encoder, 7), max_steps=4,
-                                 eval_steps=2)
+    config = dataclasses.replace(tiny_finetune_config(tiny_encoder, 7), max_steps=4, eval_steps=2)
     first = finetune(data, tmp_path / "a", config)
     second = finetune(data, tmp_path / "b", config)
     assert first.threshold == second.threshold

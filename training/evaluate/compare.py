@@ -30,8 +30,13 @@ def torch_scorer(model_dir: Path, max_length: int, normalization: Any) -> Scorer
 
     @torch.no_grad()
     def score(texts: Sequence[str]) -> np.ndarray:
-        batch = tokenizer([normalize_text(t, normalization) for t in texts], padding=True,
-                          truncation=True, max_length=max_length, return_tensors="pt")
+        batch = tokenizer(
+            [normalize_text(t, normalization) for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return torch.softmax(logits.logits, dim=-1)[:, 1].numpy()
 
@@ -40,8 +45,7 @@ def torch_scorer(model_dir: Path, max_length: int, normalization: Any) -> Scorer
 
 def scorers(model_dir: Path, fp32_onnx: Path, bundle: Path) -> dict[str, Scorer]:
     manifest = read_manifest(bundle)
-    common = {"normalization": manifest.normalization,
-              "max_length": manifest.max_sequence_length}
+    common = {"normalization": manifest.normalization, "max_length": manifest.max_sequence_length}
     fp32 = OnnxScorer(fp32_onnx, bundle / TOKENIZER_FILE, **common)
     int8 = OnnxScorer(bundle / MODEL_FILE, bundle / TOKENIZER_FILE, **common)
     return {
@@ -60,8 +64,17 @@ def score_all(score: Scorer, texts: list[str], batch_size: int = 32) -> np.ndarr
     return out
 
 
-def compare(model_dir: Path, fp32_onnx: Path, bundle: Path, test: pd.DataFrame, out_dir: Path,
-            *, latency_texts: int = 200, batch_size: int = 32, runs: int = 3) -> dict[str, Any]:
+def compare(
+    model_dir: Path,
+    fp32_onnx: Path,
+    bundle: Path,
+    test: pd.DataFrame,
+    out_dir: Path,
+    *,
+    latency_texts: int = 200,
+    batch_size: int = 32,
+    runs: int = 3,
+) -> dict[str, Any]:
     manifest = read_manifest(bundle)
     texts = test["text"].astype(str).tolist()
     labels = test["label"].to_numpy(dtype=int)
@@ -72,8 +85,9 @@ def compare(model_dir: Path, fp32_onnx: Path, bundle: Path, test: pd.DataFrame, 
         results[name] = {
             "metrics": binary_metrics(labels, probabilities, manifest.threshold),
             "latency_batch_1": time_calls(score, sample, batch_size=1, runs=runs),
-            f"latency_batch_{batch_size}": time_calls(score, sample, batch_size=batch_size,
-                                                      runs=runs),
+            f"latency_batch_{batch_size}": time_calls(
+                score, sample, batch_size=batch_size, runs=runs
+            ),
             "scores": probabilities.tolist(),
         }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +134,7 @@ def write_plots(results: dict[str, Any], labels: np.ndarray, out_dir: Path) -> N
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.boxplot([results[n]["latency_batch_1"]["samples_ms"] for n in names], labels=names)
+    ax.boxplot([results[n]["latency_batch_1"]["samples_ms"] for n in names], tick_labels=names)
     ax.set(title="Latency per text, batch 1", ylabel="ms")
     fig.tight_layout()
     fig.savefig(out_dir / "latency_batch1.png", dpi=90)

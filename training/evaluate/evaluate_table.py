@@ -30,10 +30,17 @@ def parse_labels(values: pd.Series, names: list[str], column: str) -> np.ndarray
     return mapped.to_numpy(dtype=int)
 
 
-def evaluate_file(bundle: Path, data: Path, *, sep: str | None = None,
-                  text_column: str = "text", label_column: str = "label",
-                  threshold: float | None = None, batch_size: int = 32,
-                  threads: int = 2) -> dict[str, Any]:
+def evaluate_file(
+    bundle: Path,
+    data: Path,
+    *,
+    sep: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    threshold: float | None = None,
+    batch_size: int = 32,
+    threads: int = 2,
+) -> dict[str, Any]:
     table = read_table(data, sep)
     for column in (text_column, label_column):
         if column not in table.columns:
@@ -50,16 +57,16 @@ def evaluate_file(bundle: Path, data: Path, *, sep: str | None = None,
     result = binary_metrics(labels, scores, cut)
     language = next((c for c in LANGUAGE_COLUMNS if c in table.columns), None)
     if language:
-        result["per_language"] = metrics_by_group(labels, scores, table[language].astype(str),
-                                                  cut)
+        result["per_language"] = metrics_by_group(labels, scores, table[language].astype(str), cut)
     result["model_version"] = manifest.model_version
     result["seconds"] = round(seconds, 3)
     return result
 
 
 def format_result(result: dict[str, Any]) -> str:
-    lines = [format_metrics(result, f"model {result['model_version']}, "
-                                    f"scored in {result['seconds']} s")]
+    lines = [
+        format_metrics(result, f"model {result['model_version']}, scored in {result['seconds']} s")
+    ]
     for language, metrics in result.get("per_language", {}).items():
         lines += ["", format_metrics(metrics, f"language {language}")]
     return "\n".join(lines)

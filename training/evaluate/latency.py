@@ -9,8 +9,14 @@ from typing import Any
 import numpy as np
 
 
-def time_calls(run: Callable[[Sequence[str]], Any], texts: Sequence[str], *, batch_size: int,
-               runs: int = 3, warmup: int = 5) -> dict[str, Any]:
+def time_calls(
+    run: Callable[[Sequence[str]], Any],
+    texts: Sequence[str],
+    *,
+    batch_size: int,
+    runs: int = 3,
+    warmup: int = 5,
+) -> dict[str, Any]:
     """Seconds per call over ``runs`` passes of the texts; texts sorted by length once."""
     ordered = sorted(texts, key=len)  # length-sorted batches pad little
     batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]

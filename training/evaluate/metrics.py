@@ -19,8 +19,9 @@ from sklearn.metrics import (
 )
 
 
-def binary_metrics(labels: Sequence[int] | np.ndarray, scores: np.ndarray,
-                   threshold: float) -> dict[str, Any]:
+def binary_metrics(
+    labels: Sequence[int] | np.ndarray, scores: np.ndarray, threshold: float
+) -> dict[str, Any]:
     y = np.asarray(labels, dtype=int)
     p = np.asarray(scores, dtype=float)
     predicted = (p >= threshold).astype(int)
@@ -42,8 +43,9 @@ def binary_metrics(labels: Sequence[int] | np.ndarray, scores: np.ndarray,
     }
 
 
-def metrics_by_group(labels: np.ndarray, scores: np.ndarray, groups: Sequence[str],
-                     threshold: float) -> dict[str, dict[str, Any]]:
+def metrics_by_group(
+    labels: np.ndarray, scores: np.ndarray, groups: Sequence[str], threshold: float
+) -> dict[str, dict[str, Any]]:
     keys = np.asarray(groups, dtype=str)
     return {
         str(g): binary_metrics(labels[keys == g], scores[keys == g], threshold)
@@ -60,8 +62,10 @@ def format_metrics(metrics: dict[str, Any], title: str = "") -> str:
     lines += [
         f"rows {metrics['n']}  threshold {metrics['threshold']:.4f}",
         "accuracy {}  precision {}  recall {}  f1 {}  roc_auc {}  pr_auc {}".format(
-            *(number(metrics[k]) for k in
-              ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"))
+            *(
+                number(metrics[k])
+                for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+            )
         ),
         "confusion matrix (rows true 0/1, columns predicted 0/1):",
         f"  {cm['tn']:>7} {cm['fp']:>7}",

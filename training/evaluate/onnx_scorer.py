@@ -33,9 +33,16 @@ def softmax_positive(logits: np.ndarray, positive_index: int = 1) -> np.ndarray:
 
 
 class OnnxScorer:
-    def __init__(self, model_path: Path, tokenizer_path: Path, *,
-                 normalization: NormalizationSettings | None = None, max_length: int = 256,
-                 positive_index: int = 1, threads: int = 2) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        tokenizer_path: Path,
+        *,
+        normalization: NormalizationSettings | None = None,
+        max_length: int = 256,
+        positive_index: int = 1,
+        threads: int = 2,
+    ) -> None:
         self.session = session(model_path, threads)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         # The bundle's tokenizer already truncates; this guards hand-made tokenizers too.
@@ -48,10 +55,14 @@ class OnnxScorer:
     @classmethod
     def from_bundle(cls, directory: Path, threads: int = 2) -> tuple[OnnxScorer, BundleManifest]:
         manifest = read_manifest(directory)
-        scorer = cls(directory / MODEL_FILE, directory / TOKENIZER_FILE,
-                     normalization=manifest.normalization,
-                     max_length=manifest.max_sequence_length,
-                     positive_index=manifest.positive_index, threads=threads)
+        scorer = cls(
+            directory / MODEL_FILE,
+            directory / TOKENIZER_FILE,
+            normalization=manifest.normalization,
+            max_length=manifest.max_sequence_length,
+            positive_index=manifest.positive_index,
+            threads=threads,
+        )
         return scorer, manifest
 
     def _pad_id(self) -> int:
@@ -74,8 +85,7 @@ class OnnxScorer:
         for row, tokens in enumerate(ids):
             input_ids[row, : len(tokens)] = tokens
             mask[row, : len(tokens)] = 1
-        (logits,) = self.session.run(["logits"], {"input_ids": input_ids,
-                                                  "attention_mask": mask})
+        (logits,) = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": mask})
         return np.asarray(logits)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:

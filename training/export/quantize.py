@@ -23,8 +23,10 @@ def optimize(fp32_path: Path, out_path: Path, model_dir: Path) -> Path:
     config = AutoConfig.from_pretrained(model_dir)
     try:
         optimized = optimize_model(
-            str(fp32_path), model_type="bert",
-            num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+            str(fp32_path),
+            model_type="bert",
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
         )
         optimized.save_model_to_file(str(out_path))
     except Exception as exc:  # ORT raises many kinds on unknown graphs
@@ -36,7 +38,10 @@ def optimize(fp32_path: Path, out_path: Path, model_dir: Path) -> Path:
 def quantize(model_path: Path, out_path: Path, *, per_channel: bool) -> Path:
     # QInt8 weights: the VNNI/AVX2 kernels' fast path; QUInt8 measured half the speed.
     quantize_dynamic(
-        str(model_path), str(out_path), weight_type=QuantType.QInt8, per_channel=per_channel,
+        str(model_path),
+        str(out_path),
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
         # Fused contrib ops (Attention, SkipLayerNorm) carry no ONNX type information.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )

@@ -13,11 +13,11 @@ import torch
 
 from schemas.bundle import BundleManifest
 from schemas.text_normalization import NormalizationSettings
+from training.bundle_builder import bundle_tokenizer, write_bundle
 from training.config import ExportConfig
 from training.errors import ParityError
 from training.evaluate.metrics import binary_metrics, metrics_by_group
 from training.evaluate.onnx_scorer import OnnxScorer
-from training.bundle_builder import bundle_tokenizer, write_bundle
 from training.export.onnx_export import export_onnx, load_for_export
 from training.export.parity import parity
 from training.export.quantize import optimize, quantize
@@ -48,20 +48,27 @@ def parity_rows(data_dir: Path, wanted: int) -> tuple[pd.DataFrame, int]:
     return rows, len(validation)
 
 
-def torch_scores(model_dir: Path, texts: list[str], max_length: int,
-                 normalization: NormalizationSettings) -> np.ndarray:
+def torch_scores(
+    model_dir: Path, texts: list[str], max_length: int, normalization: NormalizationSettings
+) -> np.ndarray:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    dataset = EncodedTexts(texts, [0] * len(texts), [1.0] * len(texts), tokenizer,
-                           max_length, normalization)
-    return predict_proba(load_for_export(model_dir), dataset, tokenizer, 64,
-                         torch.device("cpu"))
+    dataset = EncodedTexts(
+        texts, [0] * len(texts), [1.0] * len(texts), tokenizer, max_length, normalization
+    )
+    return predict_proba(load_for_export(model_dir), dataset, tokenizer, 64, torch.device("cpu"))
 
 
-def export_bundle(model_dir: Path, data_dir: Path, bundle_dir: Path,
-                  config: ExportConfig | None = None, *, work_dir: Path | None = None,
-                  log: bool = True) -> ExportResult:
+def export_bundle(
+    model_dir: Path,
+    data_dir: Path,
+    bundle_dir: Path,
+    config: ExportConfig | None = None,
+    *,
+    work_dir: Path | None = None,
+    log: bool = True,
+) -> ExportResult:
     config = config or ExportConfig()
     info = read_training_info(model_dir)
     max_length = int(info.get("max_length", 256))
@@ -78,9 +85,12 @@ def export_bundle(model_dir: Path, data_dir: Path, bundle_dir: Path,
     rows, n_validation = parity_rows(data_dir, config.parity_texts)
     texts = rows["text"].tolist()
     reference = torch_scores(model_dir, texts, max_length, normalization)
-    scorers = {name: OnnxScorer(path, work / "tokenizer.json", normalization=normalization,
-                                max_length=max_length) for name, path in
-               (("onnx_fp32", fp32), ("onnx_int8", int8))}
+    scorers = {
+        name: OnnxScorer(
+            path, work / "tokenizer.json", normalization=normalization, max_length=max_length
+        )
+        for name, path in (("onnx_fp32", fp32), ("onnx_int8", int8))
+    }
     scores = {name: s.predict_proba(texts) for name, s in scorers.items()}
 
     # Quantization shifts probabilities, so the shipped threshold is re-tuned on the
@@ -105,7 +115,8 @@ def export_bundle(model_dir: Path, data_dir: Path, bundle_dir: Path,
     test_scores = scorers["onnx_int8"].predict_proba(test["text"].tolist())
     test_metrics = binary_metrics(test["label"].to_numpy(), test_scores, threshold)
     test_metrics["per_language"] = metrics_by_group(
-        test["label"].to_numpy(), test_scores, test["language"], threshold)
+        test["label"].to_numpy(), test_scores, test["language"], threshold
+    )
     metadata_path = data_dir / "metadata.json"
     metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
     manifest = BundleManifest(
@@ -115,11 +126,18 @@ def export_bundle(model_dir: Path, data_dir: Path, bundle_dir: Path,
         max_sequence_length=max_length,
         normalization=normalization,
         quantization=f"onnxruntime dynamic int8 (QInt8, per_channel={config.per_channel})",
-        training_data={k: metadata[k] for k in ("rows", "labels", "languages", "inputs",
-                                                 "shortcut_auc") if k in metadata},
-        metrics={"test": test_metrics, "validation": info.get("validation", {}),
-                 "parity": checks["onnx_int8"], "target_precision": target,
-                 "export": asdict(config)},
+        training_data={
+            k: metadata[k]
+            for k in ("rows", "labels", "languages", "inputs", "shortcut_auc")
+            if k in metadata
+        },
+        metrics={
+            "test": test_metrics,
+            "validation": info.get("validation", {}),
+            "parity": checks["onnx_int8"],
+            "target_precision": target,
+            "export": asdict(config),
+        },
     )
     stored = write_bundle(bundle_dir, int8, tokenizer, manifest)
     return ExportResult(bundle_dir, stored, checks, fp32)

@@ -18,9 +18,15 @@ from schemas.text_normalization import NormalizationSettings, normalize_text
 class EncodedTexts(Dataset[dict[str, Any]]):
     """Texts normalised exactly as at serving time, tokenised once, unpadded."""
 
-    def __init__(self, texts: Sequence[str], labels: Sequence[int], weights: Sequence[float],
-                 tokenizer: PreTrainedTokenizerBase, max_length: int,
-                 normalization: NormalizationSettings) -> None:
+    def __init__(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        weights: Sequence[float],
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        normalization: NormalizationSettings,
+    ) -> None:
         normalized = [normalize_text(t, normalization) for t in texts]
         encoded = tokenizer(normalized, truncation=True, max_length=max_length)
         self.input_ids: list[list[int]] = encoded["input_ids"]
@@ -29,11 +35,22 @@ class EncodedTexts(Dataset[dict[str, Any]]):
         self.weights = list(weights)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase,
-                   max_length: int, normalization: NormalizationSettings) -> EncodedTexts:
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        normalization: NormalizationSettings,
+    ) -> EncodedTexts:
         weights = frame["weight"] if "weight" in frame else np.ones(len(frame))
-        return cls(frame["text"].tolist(), frame["label"].astype(int).tolist(),
-                   [float(w) for w in weights], tokenizer, max_length, normalization)
+        return cls(
+            frame["text"].tolist(),
+            frame["label"].astype(int).tolist(),
+            [float(w) for w in weights],
+            tokenizer,
+            max_length,
+            normalization,
+        )
 
     @property
     def lengths(self) -> list[int]:
@@ -73,8 +90,15 @@ class _Collator:
         return batch
 
 
-def loader(dataset: EncodedTexts, tokenizer: PreTrainedTokenizerBase, batch_size: int, *,
-           train: bool, group_by_length: bool, seed: int) -> DataLoader[dict[str, Any]]:
+def loader(
+    dataset: EncodedTexts,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    *,
+    train: bool,
+    group_by_length: bool,
+    seed: int,
+) -> DataLoader[dict[str, Any]]:
     sampler: Sampler[int]
     if train and group_by_length:
         # Batches of similar length waste little compute on padding; shuffled by mega-batch.
@@ -86,5 +110,6 @@ def loader(dataset: EncodedTexts, tokenizer: PreTrainedTokenizerBase, batch_size
         )
     else:
         sampler = SequentialSampler(dataset)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                      collate_fn=_Collator(tokenizer))
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, collate_fn=_Collator(tokenizer)
+    )

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F  # noqa: N812 - torch's own convention
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
@@ -30,9 +30,13 @@ def resolve_device(choice: str) -> torch.device:
 
 
 @torch.no_grad()
-def predict_proba(model: PreTrainedModel, dataset: EncodedTexts,
-                  tokenizer: PreTrainedTokenizerBase, batch_size: int,
-                  device: torch.device) -> np.ndarray:
+def predict_proba(
+    model: PreTrainedModel,
+    dataset: EncodedTexts,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
     """P(label 1) per row, in dataset order; batches are length-sorted to pad little."""
     model.eval()
     order = np.argsort(dataset.lengths, kind="stable")
@@ -40,8 +44,10 @@ def predict_proba(model: PreTrainedModel, dataset: EncodedTexts,
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = pad_batch([dataset.input_ids[i] for i in chunk], int(tokenizer.pad_token_id or 0))
-        logits = model(input_ids=batch["input_ids"].to(device),
-                       attention_mask=batch["attention_mask"].to(device)).logits
+        logits = model(
+            input_ids=batch["input_ids"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+        ).logits
         scores[chunk] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
     return scores
 
@@ -74,27 +80,39 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def train_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                train: EncodedTexts, validation: EncodedTexts,
-                config: FinetuneConfig) -> TrainResult:
+def train_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: EncodedTexts,
+    validation: EncodedTexts,
+    config: FinetuneConfig,
+) -> TrainResult:
     """Train in place; on return the model holds the best checkpoint's weights."""
     device = resolve_device(config.device)
     model.to(device)
-    batches = loader(train, tokenizer, config.batch_size, train=True,
-                     group_by_length=config.group_by_length, seed=config.seed)
+    batches = loader(
+        train,
+        tokenizer,
+        config.batch_size,
+        train=True,
+        group_by_length=config.group_by_length,
+        seed=config.seed,
+    )
     per_epoch = len(batches)
     total = config.max_steps or max(1, math.ceil(per_epoch * config.epochs))
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for _name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)  # no decay on bias/norm
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
-    schedule = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * total), total)
-    weights = (class_weights(train.labels) if config.class_weights
-               else torch.ones(2)).to(device)
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.learning_rate,
+    )
+    schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    weights = (class_weights(train.labels) if config.class_weights else torch.ones(2)).to(device)
     eval_every = config.eval_steps or per_epoch
 
     result = TrainResult()
@@ -106,8 +124,9 @@ def train_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         for batch in batches:
             model.train()
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(input_ids=batch["input_ids"],
-                           attention_mask=batch["attention_mask"]).logits
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
             row_weight = weights[batch["labels"]] * batch["weight"]
             losses = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
             loss = (losses * row_weight).sum() / row_weight.sum()
@@ -120,22 +139,32 @@ def train_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % eval_every == 0 or step == total:
-                scores = predict_proba(model, validation, tokenizer, config.eval_batch_size,
-                                       device)
+                scores = predict_proba(model, validation, tokenizer, config.eval_batch_size, device)
                 metrics = binary_metrics(validation.labels, scores, 0.5)
-                val_loss = float(F.binary_cross_entropy(
-                    torch.tensor(scores).clamp(1e-7, 1 - 1e-7),
-                    torch.tensor(validation.labels, dtype=torch.float64)))
-                metrics.update(step=step, epoch=round(step / per_epoch, 3),
-                               train_loss=loss.item(), val_loss=val_loss)
+                val_loss = float(
+                    F.binary_cross_entropy(
+                        torch.tensor(scores).clamp(1e-7, 1 - 1e-7),
+                        torch.tensor(validation.labels, dtype=torch.float64),
+                    )
+                )
+                metrics.update(
+                    step=step,
+                    epoch=round(step / per_epoch, 3),
+                    train_loss=loss.item(),
+                    val_loss=val_loss,
+                )
                 result.history.append(metrics)
-                _say(config, f"step {step}: val f1 {metrics['f1']:.4f} "
-                          f"roc_auc {metrics['roc_auc']} val_loss {val_loss:.4f}")
+                _say(
+                    config,
+                    f"step {step}: val f1 {metrics['f1']:.4f} "
+                    f"roc_auc {metrics['roc_auc']} val_loss {val_loss:.4f}",
+                )
                 current = _score(metrics, config.best_metric, val_loss)
                 if best_state is None or current > best_score + config.early_stopping_threshold:
                     best_score, patience = current, 0
-                    best_state = copy.deepcopy({k: v.detach().cpu()
-                                                for k, v in model.state_dict().items()})
+                    best_state = copy.deepcopy(
+                        {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                    )
                     result.best = metrics
                 else:
                     patience += 1

@@ -29,17 +29,24 @@ class FinetuneResult:
     validation: dict[str, Any]
 
 
-def finetune(data_dir: Path, out_dir: Path, config: FinetuneConfig | None = None, *,
-             normalization: NormalizationSettings | None = None,
-             base_model_name: str | None = None) -> FinetuneResult:
+def finetune(
+    data_dir: Path,
+    out_dir: Path,
+    config: FinetuneConfig | None = None,
+    *,
+    normalization: NormalizationSettings | None = None,
+    base_model_name: str | None = None,
+) -> FinetuneResult:
     """Fine-tune ``config.base_model``; ``base_model_name`` overrides its recorded name."""
     config = config or FinetuneConfig()
     normalization = normalization or NormalizationSettings()
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
-        config.base_model, num_labels=2,
-        id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
+        config.base_model,
+        num_labels=2,
+        id2label=dict(enumerate(LABELS)),
+        label2id={n: i for i, n in enumerate(LABELS)},
     )
     if config.freeze_word_embeddings:
         model.get_input_embeddings().requires_grad_(False)
@@ -49,8 +56,9 @@ def finetune(data_dir: Path, out_dir: Path, config: FinetuneConfig | None = None
     validation = EncodedTexts.from_frame(val_rows, tokenizer, config.max_length, normalization)
     result = train_model(model, tokenizer, train, validation, config)
 
-    scores = predict_proba(model, validation, tokenizer, config.eval_batch_size,
-                           resolve_device(config.device))
+    scores = predict_proba(
+        model, validation, tokenizer, config.eval_batch_size, resolve_device(config.device)
+    )
     threshold = tune_threshold(val_rows["label"].to_numpy(), scores, config.target_precision)
     labels = val_rows["label"].to_numpy()
     metrics = binary_metrics(labels, scores, threshold)

@@ -42,8 +42,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 3000) -> PreTrainedT
     )
 
 
-def build_tiny_encoder(texts: Iterable[str], out_dir: Path, *, seed: int = 0,
-                       hidden: int = 32, layers: int = 2) -> Path:
+def build_tiny_encoder(
+    texts: Iterable[str], out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: int = 2
+) -> Path:
     """Write a tiny encoder directory (config, weights, tokenizer) and return it."""
     tokenizer = train_tokenizer(texts)
     torch.manual_seed(seed)

@@ -39,8 +39,12 @@ def label_rates(frame: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
         values = flags[feature] if feature in flags else frame["source"]
         for value, labels in frame["label"].groupby(values.to_numpy()):
             rows.append(
-                {"feature": feature, "value": str(value), "rows": len(labels),
-                 "label1_rate": float(labels.mean())}
+                {
+                    "feature": feature,
+                    "value": str(value),
+                    "rows": len(labels),
+                    "label1_rate": float(labels.mean()),
+                }
             )
     return pd.DataFrame(rows)
 
@@ -72,7 +76,8 @@ def audit(frame: pd.DataFrame, settings: NormalizationSettings, seed: int) -> di
 def format_audit(result: dict[str, object]) -> str:
     raw = result["raw"]
     normalized = result["normalized"]
-    assert isinstance(raw, pd.DataFrame) and isinstance(normalized, pd.DataFrame)
+    assert isinstance(raw, pd.DataFrame)
+    assert isinstance(normalized, pd.DataFrame)
     lines = [
         "Shortcut audit: label-1 rate per feature value (features that should not decide)",
         "",

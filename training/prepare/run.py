@@ -20,8 +20,18 @@ from training.prepare.split import SPLITS, balance, grouped_split
 from training.prepare.tables import InputSpec, read_labelled, write_table
 
 METADATA = "metadata.json"
-SPLIT_COLUMNS = ("text", "label", "language", "category", "bucket", "word_count", "source",
-                 "origin", "weight", "group")
+SPLIT_COLUMNS = (
+    "text",
+    "label",
+    "language",
+    "category",
+    "bucket",
+    "word_count",
+    "source",
+    "origin",
+    "weight",
+    "group",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,10 @@ def prepare(
     data, clean_counts = clean_frame(data)
     steps["cleaned (empty and other-language rows dropped)"] = len(data)
     data, dup_counts = deduplicate(
-        data, drop_threshold=config.near_duplicate_threshold,
-        group_threshold=config.group_threshold, seed=config.seed,
+        data,
+        drop_threshold=config.near_duplicate_threshold,
+        group_threshold=config.group_threshold,
+        seed=config.seed,
     )
     steps["deduplicated"] = len(data)
     data = filter_length(data, config.min_words, config.max_words)

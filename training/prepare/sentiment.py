@@ -39,9 +39,7 @@ def _from_directory(root: Path) -> pd.DataFrame:
             lines = text_file.read_text(encoding="utf-8").splitlines()
             parts.append(pd.DataFrame({"text": lines, "language": code}))
     if not parts:
-        raise ConfigurationError(
-            f"{root} has neither {COMBINED} nor <language>/*_text.txt files"
-        )
+        raise ConfigurationError(f"{root} has neither {COMBINED} nor <language>/*_text.txt files")
     return pd.concat(parts, ignore_index=True)
 
 

@@ -23,7 +23,7 @@ def balance(frame: pd.DataFrame, max_negative_ratio: float | None, seed: int) ->
     for _, rows in frame.groupby("language", sort=True):
         positives = rows[rows["label"] == 1]
         negatives = rows[rows["label"] == 0]
-        cap = max(1, int(round(len(positives) * max_negative_ratio)))
+        cap = max(1, round(len(positives) * max_negative_ratio))
         if len(negatives) > cap:
             negatives = negatives.sample(n=cap, random_state=seed)
         parts.extend([positives, negatives])
@@ -33,22 +33,25 @@ def balance(frame: pd.DataFrame, max_negative_ratio: float | None, seed: int) ->
 def strata(frame: pd.DataFrame) -> pd.Series:
     category = frame["category"].fillna("").replace("", "-")
     return (
-        frame["language"] + "|" + frame["label"].astype(str) + "|" + category + "|"
+        frame["language"]
+        + "|"
+        + frame["label"].astype(str)
+        + "|"
+        + category
+        + "|"
         + frame["bucket"]
     )
 
 
-def grouped_split(
-    frame: pd.DataFrame, ratios: tuple[float, float, float], seed: int
-) -> pd.Series:
+def grouped_split(frame: pd.DataFrame, ratios: tuple[float, float, float], seed: int) -> pd.Series:
     """A split name per row: stratified by language/label/category/bucket, grouped.
 
     The split is built from K folds of StratifiedGroupKFold (K from the smallest
     ratio), so rows of one near-duplicate group never straddle two splits.
     """
-    folds = max(3, int(round(1 / min(ratios))))
+    folds = max(3, round(1 / min(ratios)))
     sizes = [ratio * folds for ratio in ratios]
-    counts = [int(round(s)) for s in sizes]
+    counts = [round(s) for s in sizes]
     counts[0] = folds - sum(counts[1:])
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold_of = np.empty(len(frame), dtype=int)

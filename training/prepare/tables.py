@@ -58,9 +58,7 @@ def read_table(path: Path, sep: str | None = None) -> pd.DataFrame:
     sep = sep or sniff_separator(path)
     # QUOTE_MINIMAL round-trips texts that contain the separator; keep_default_na=False
     # stops a text like "NA" or "null" from becoming a missing value.
-    return pd.read_csv(
-        path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL
-    )
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
 
 
 def read_labelled(spec: InputSpec) -> pd.DataFrame:
