@@ -22,39 +22,19 @@ for arg in "$@"; do
   esac
 done
 
-started=()
-cleanup() {
-  local rc=$?
-  for svc in "${started[@]}"; do
-    case "$svc" in
-      kafka) bash deploy/kafka/kafka.sh stop || true ;;
-      postgres) bash deploy/postgres/postgres.sh stop || true ;;
-    esac
-  done
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=deploy/lib/local-services.sh
+source deploy/lib/local-services.sh
 SECONDS=0
 
 bash deploy/setup-python.sh
 
 if (( use_postgres )); then
-  bash deploy/postgres/postgres.sh install
-  if ! bash deploy/postgres/postgres.sh status >/dev/null 2>&1; then
-    bash deploy/postgres/postgres.sh start
-    started+=(postgres)
-  fi
+  ensure_postgres
   DEPDETECT_DATABASE__URL="$(bash deploy/postgres/postgres.sh url)"
   export DEPDETECT_DATABASE__URL
 fi
 
-bash deploy/kafka/kafka.sh fetch
-if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
-  bash deploy/kafka/kafka.sh start --nodes 1
-  started+=(kafka)
-fi
-bash deploy/kafka/kafka.sh wait 180
+ensure_kafka
 export DEPDETECT_KAFKA__BOOTSTRAP_SERVERS="${DEPDETECT_KAFKA__BOOTSTRAP_SERVERS:-$(bash deploy/kafka/kafka.sh bootstrap)}"
 
 .venv/bin/depdetect demo

