@@ -35,12 +35,20 @@ def main(seed_csv: Path) -> None:
         for label in (0, 1):
             pool = seed[(seed["language"] == lang) & (seed["label"] == label)]["text"].tolist()
             for text in rng.sample(pool, min(4, len(pool))):
-                rows.append({"text": text, "language": lang, "source": "demo-forum",
-                             "author_ref": f"demo-author-{rng.randrange(40)}",
-                             "metadata": {"expected_label": int(label)}})
+                rows.append(
+                    {
+                        "text": text,
+                        "language": lang,
+                        "source": "demo-forum",
+                        "author_ref": f"demo-author-{rng.randrange(40)}",
+                        "metadata": {"expected_label": int(label)},
+                    }
+                )
     rng.shuffle(rows)
     out = HERE / "stream.jsonl"
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     print(f"wrote {len(rows)} rows to {out}")
 
 

@@ -50,8 +50,12 @@ async def roundtrip(bootstrap: str, replication: int, count: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=replication)])
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=3, replication_factor=replication)]
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+        )
         await producer.start()
         try:
             t0 = time.monotonic()
@@ -59,7 +63,9 @@ async def roundtrip(bootstrap: str, replication: int, count: int) -> None:
             for i, value in enumerate(sent):
                 await producer.send(topic, value, key=str(i % 7).encode())
             await producer.flush()
-            print(f"produced {count} messages to {topic} (acks=all) in {time.monotonic() - t0:.2f}s")
+            print(
+                f"produced {count} messages to {topic} (acks=all) in {time.monotonic() - t0:.2f}s"
+            )
         finally:
             await producer.stop()
 

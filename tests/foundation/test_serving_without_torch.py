@@ -41,7 +41,10 @@ print("ok")
 def test_service_imports_and_scores_with_torch_blocked(tiny_bundle: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", BLOCKER + CHECK, str(tiny_bundle)],
-        capture_output=True, text=True, cwd=REPO_ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "ok"
