@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from depdetect.settings import DatabaseSettings
+from services.storage.engine import make_engine as storage_engine
 
 
 def make_engine(settings: DatabaseSettings) -> Engine:
-    engine = create_engine(settings.url, echo=settings.echo, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        # SQLite ignores ON DELETE CASCADE unless asked per connection.
-        event.listen(engine, "connect", _sqlite_foreign_keys)
-    return engine
-
-
-def _sqlite_foreign_keys(dbapi_connection: Any, _record: object) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    # One engine recipe for the whole project (SQLite pragmas incl. foreign keys, pool).
+    return storage_engine(settings.url, echo=settings.echo)
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

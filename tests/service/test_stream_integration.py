@@ -7,9 +7,10 @@ import base64
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, select
 
 from depdetect.settings import Settings, StoreUnflagged
 from schemas.messages import DeadLetter, ReviewRequest, SubmittedText, decode
@@ -22,31 +23,27 @@ from tests.service.texts import stream
 pytestmark = [pytest.mark.kafka]
 
 
-def _counts(url: str) -> tuple[int, int, int]:
+def _scalars(url: str, statement: Any) -> list[Any]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(func.count()).select_from(ResultRow)).scalar_one()
-            distinct = conn.execute(
-                select(func.count(ResultRow.message_id.distinct()))
-            ).scalar_one()
-            flagged = conn.execute(
-                select(func.count()).select_from(ResultRow).where(ResultRow.flagged.is_(True))
-            ).scalar_one()
-            return int(rows), int(distinct), int(flagged)
+            return list(conn.execute(statement).scalars())
     finally:
         engine.dispose()
+
+
+def _ids(url: str, *where: Any) -> list[str]:
+    return _scalars(url, select(ResultRow.message_id).where(*where))
+
+
+def _counts(url: str) -> tuple[int, int, int]:
+    """(rows, distinct message ids, flagged rows)."""
+    ids = _ids(url)
+    return len(ids), len(set(ids)), len(_ids(url, ResultRow.flagged))
 
 
 def _flagged_ids(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return set(
-                conn.execute(select(ResultRow.message_id).where(ResultRow.flagged)).scalars()
-            )
-    finally:
-        engine.dispose()
+    return set(_ids(url, ResultRow.flagged))
 
 
 async def _publish_stream(
@@ -171,96 +168,43 @@ async def test_a_thousand_messages_with_five_percent_malformed(
 
 async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     service_settings: Callable[..., Settings],
-    postgres_url: str,
-    unique: str,
+    fresh_postgres_url: str,
     tmp_path: Path,
 ) -> None:
-    settings = service_settings(postgres_url)
+    url = fresh_postgres_url
+    settings = service_settings(url)
     settings.kafka.batch_max_records = 16
     await ensure_topics(settings.kafka)
-    valid, _ = await _publish_stream(settings, 1500, prefix=f"k{unique}")
-    mine = f"k{unique}-%"
-
-    def count() -> int:
-        engine = create_engine(postgres_url)
-        with engine.connect() as conn:
-            n = conn.execute(
-                select(func.count()).select_from(ResultRow).where(ResultRow.message_id.like(mine))
-            ).scalar_one()
-        engine.dispose()
-        return int(n)
+    valid, _ = await _publish_stream(settings, 1500)
 
     first = ServiceProcess(settings, tmp_path / "first.log").start()
-    await wait_for(lambda: count() >= 200, timeout=120, what="some results before the kill")
+    await wait_for(lambda: _counts(url)[0] >= 200, timeout=120, what="results before the kill")
     first.kill()
-    partial = count()
-    assert partial < len(valid), "the kill happened mid-stream"
+    assert _counts(url)[0] < len(valid), "the kill happened mid-stream"
 
     second = ServiceProcess(settings, tmp_path / "second.log").start()
     try:
-        await wait_for(lambda: count() >= len(valid), timeout=180, what="all results after restart")
+        await wait_for(lambda: _counts(url)[0] >= len(valid), timeout=180, what="all results")
     finally:
         assert second.terminate() == 0, second.log()
-    engine = create_engine(postgres_url)
-    with engine.connect() as conn:
-        ids = list(
-            conn.execute(
-                select(ResultRow.message_id).where(ResultRow.message_id.like(mine))
-            ).scalars()
-        )
-        unpublished = conn.execute(
-            select(func.count())
-            .select_from(ResultRow)
-            .where(
-                ResultRow.message_id.like(mine),
-                ResultRow.flagged,
-                ResultRow.review_published_at.is_(None),
-            )
-        ).scalar_one()
-    engine.dispose()
-    assert sorted(ids) == sorted(valid), "no message lost, none duplicated"
-    assert unpublished == 0, "the outbox drained"
-    records = await read_topic(
-        settings.kafka.bootstrap_servers, settings.kafka.review_topic, timeout=60
-    )
-    reviewed = {decode(ReviewRequest, v).message_id for _, v, _ in records}
-    engine = create_engine(postgres_url)
-    with engine.connect() as conn:
-        flagged = set(
-            conn.execute(
-                select(ResultRow.message_id).where(
-                    ResultRow.message_id.like(mine), ResultRow.flagged
-                )
-            ).scalars()
-        )
-    engine.dispose()
-    assert flagged and flagged <= reviewed
+    assert sorted(_ids(url)) == sorted(valid), "no message lost, none duplicated"
+    unpublished = _ids(url, ResultRow.flagged, ResultRow.review_published_at.is_(None))
+    assert unpublished == [], "the outbox drained"
+    await _assert_reviews_cover_flags(settings, url)
 
 
 async def test_two_members_share_partitions_and_one_takes_over(
     service_settings: Callable[..., Settings],
-    postgres_url: str,
+    fresh_postgres_url: str,
     unique: str,
     tmp_path: Path,
 ) -> None:
-    settings = service_settings(postgres_url)
+    url = fresh_postgres_url
+    settings = service_settings(url)
     settings.kafka.batch_max_records = 8
     await ensure_topics(settings.kafka, partitions=4)
     a = ServiceProcess(settings, tmp_path / "a.log").start()
     b = ServiceProcess(settings, tmp_path / "b.log").start()
-    mine = f"g{unique}%"
-
-    def ids() -> list[str]:
-        engine = create_engine(postgres_url)
-        with engine.connect() as conn:
-            found = list(
-                conn.execute(
-                    select(ResultRow.message_id).where(ResultRow.message_id.like(mine))
-                ).scalars()
-            )
-        engine.dispose()
-        return found
-
     sent: list[str] = []
     try:
         # Keep the stream flowing until the group has rebalanced over both members.
@@ -279,11 +223,11 @@ async def test_two_members_share_partitions_and_one_takes_over(
         a.kill()  # possibly mid-batch: its uncommitted records go to the survivor
         after, _ = await _publish_stream(settings, 300, prefix=f"g{unique}after")
         sent += after
-        await wait_for(lambda: len(ids()) >= len(sent), timeout=180, what="survivor finishing")
+        await wait_for(lambda: _counts(url)[0] >= len(sent), timeout=180, what="survivor finishing")
         assert b.metric("depdetect_consumed_total") > 0
     finally:
         assert b.terminate() == 0, b.log()
-    assert sorted(ids()) == sorted(sent), "nothing lost, nothing duplicated"
+    assert sorted(_ids(url)) == sorted(sent), "nothing lost, nothing duplicated"
 
 
 async def test_database_outage_pauses_and_recovers(
