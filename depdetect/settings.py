@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     log_level: str = "INFO"
+    #: "text" for people, "json" (one object per line) for log pipelines.
+    log_format: Literal["text", "json"] = "text"
 
 
 def load_settings(**overrides: object) -> Settings:

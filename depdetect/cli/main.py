@@ -6,8 +6,6 @@ them, so `depdetect --help` is instant and the serving install never needs torch
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
 from depdetect.cli import (
@@ -25,6 +23,7 @@ from depdetect.cli import (
 )
 from depdetect.cli import generate as generate_cli
 from depdetect.cli.common import state_settings
+from depdetect.logs import configure_logging
 from depdetect.settings import load_settings
 
 app = typer.Typer(
@@ -40,13 +39,7 @@ app = typer.Typer(
 def _root(ctx: typer.Context) -> None:
     """Settings come from DEPDETECT_* environment variables (see `depdetect config`)."""
     settings = load_settings()
-    # Libraries log at WARNING (their INFO chatter, e.g. onnxruntime's quantizer, would
-    # drown the output); the project's own packages at the configured level.
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    for ours in ("depdetect", "services", "training", "schemas"):
-        logging.getLogger(ours).setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
 
 

@@ -69,6 +69,7 @@ def serve(
         port=bind_port,
         log_level=logging.getLevelName(settings.log_level.upper()),
         access_log=False,
+        log_config=None,  # one log format for everything: ours (depdetect.logs)
     )
     asyncio.run(_Server(config).serve())
     # Reaching here means a clean stop (SIGTERM/SIGINT after the shutdown ran): exit 0.

@@ -39,3 +39,26 @@ def private_postgres(tmp_path: Path) -> Iterator[Callable[[str], None]]:
 @pytest.fixture
 def private_postgres_url(private_postgres: Callable[[str], None]) -> str:
     return str(private_postgres.url)  # type: ignore[attr-defined]
+
+
+KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """A throwaway single-node broker; call it with "start", "wait", "kill" or "bootstrap"."""
+    env = {
+        **os.environ,
+        "DEPDETECT_KAFKA_STATE_DIR": str(tmp_path / "kafka"),
+        "DEPDETECT_KAFKA_PORT": str(free_port()),
+    }
+
+    def control(*args: str) -> str:
+        return subprocess.run(
+            ["bash", str(KAFKA_SH), *args], env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    control("start", "--nodes", "1")
+    control("wait", "120")
+    yield control
+    subprocess.run(["bash", str(KAFKA_SH), "kill"], env=env, check=False, capture_output=True)

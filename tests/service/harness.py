@@ -38,10 +38,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DEPDETECT_KAFKA__DECISION_TOPIC": k.decision_topic,
         "DEPDETECT_KAFKA__CONSUMER_GROUP": k.consumer_group,
         "DEPDETECT_KAFKA__BATCH_MAX_RECORDS": str(k.batch_max_records),
+        "DEPDETECT_KAFKA__BATCH_MAX_WAIT_MS": str(k.batch_max_wait_ms),
+        "DEPDETECT_MODEL__INFERENCE_BATCH_SIZE": str(settings.model.inference_batch_size),
+        "DEPDETECT_MODEL__INTRA_OP_THREADS": str(settings.model.intra_op_threads),
         "DEPDETECT_DATABASE__URL": settings.database.url,
         "DEPDETECT_STORAGE__STORE_UNFLAGGED": settings.storage.store_unflagged.value,
         "DEPDETECT_CONTRACT__MAX_TEXT_CHARS": str(settings.contract.max_text_chars),
         "DEPDETECT_LOG_LEVEL": "INFO",
+        "DEPDETECT_LOG_FORMAT": settings.log_format,
     }
     if settings.model.bundle_path:
         env["DEPDETECT_MODEL__BUNDLE_PATH"] = str(settings.model.bundle_path)

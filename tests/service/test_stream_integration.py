@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -269,11 +270,17 @@ async def test_database_outage_pauses_and_recovers(
     await _assert_reviews_cover_flags(settings, private_postgres_url)
 
 
-def test_sigterm_exits_cleanly(
+def test_sigterm_exits_cleanly_with_json_logs(
     service_settings: Callable[..., Settings], sqlite_url: str, tmp_path: Path
 ) -> None:
-    service = ServiceProcess(service_settings(sqlite_url), tmp_path / "svc.log").start()
+    settings = service_settings(sqlite_url)
+    settings.log_format = "json"
+    service = ServiceProcess(settings, tmp_path / "svc.log").start()
     assert service.terminate() == 0
+    lines = [line for line in service.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any("model" in r["event"] and "loaded" in r["event"] for r in records)
+    assert all({"event", "level", "logger", "timestamp"} <= set(r) for r in records)
     assert "Traceback" not in service.log()
 
 
