@@ -148,7 +148,7 @@ def main() -> None:
             "review_topic": f"bench-{run}.review",
             "dead_letter_topic": f"bench-{run}.dlq",
             "consumer_group": f"bench-{run}",
-            "batch_max_records": 256,
+            "batch_max_records": 128,
             "batch_max_wait_ms": 50,
             "partitions": 3,
         }

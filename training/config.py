@@ -7,6 +7,7 @@ cannot work, so a bad flag fails before minutes of work rather than after.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,6 +17,9 @@ from schemas.text_normalization import NormalizationSettings
 DEFAULT_BASE_MODEL = "FacebookAI/xlm-roberta-base"
 BEST_METRICS = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "loss")
 #: Word-count buckets of the original project's generation plan (inclusive bounds).
+#: ONNX node names (torch exporter, BERT/RoBERTa) of the FFN output and input projections.
+FFN_OUTPUT_MATMUL = r"/layer\.\d+/output/dense/MatMul$"
+FFN_INPUT_MATMUL = r"/layer\.\d+/intermediate/dense/MatMul$"
 LENGTH_BUCKETS: tuple[tuple[int, int], ...] = ((3, 8), (9, 15), (16, 35), (36, 60), (61, 90))
 
 
@@ -111,6 +115,14 @@ class ExportConfig:
     opset: int = 17
     #: Per-channel int8 weights keep label agreement above the bar where per-tensor did not.
     per_channel: bool = True
+    #: Word embeddings as int8 with one scale per row (near lossless, 4x smaller); else fp32.
+    int8_embedding_rows: bool = True
+    #: MatMuls (regular expressions searched in ONNX node names) given 8-bit block-wise
+    #: weights and fp32 activations instead of dynamic int8: the FFN output projections,
+    #: whose GELU-output activations per-tensor dynamic quantization handles worst.
+    weight_only_nodes: tuple[str, ...] = (FFN_OUTPUT_MATMUL,)
+    #: Nodes (regular expressions on node names) left entirely fp32.
+    exclude_nodes: tuple[str, ...] = ()
     #: Parity: texts scored by both PyTorch and the quantized graph (fewer if unavailable).
     parity_texts: int = 500
     min_label_agreement: float = 0.995
@@ -121,3 +133,8 @@ class ExportConfig:
         _require(11 <= self.opset <= 21, "opset must be in [11, 21]")
         _require(self.parity_texts >= 1, "parity_texts must be >= 1")
         _require(0 < self.min_label_agreement <= 1, "min_label_agreement must be in (0, 1]")
+        for pattern in (*self.weight_only_nodes, *self.exclude_nodes):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigurationError(f"bad node pattern {pattern!r}: {exc}") from exc

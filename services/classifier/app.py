@@ -109,13 +109,14 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             await asyncio.sleep(NACK_PAUSE_S)
             raise
         log.info(
-            "batch consumed=%d classified=%d stored=%d flagged=%d dead_lettered=%d reviews=%d",
+            "batch consumed=%d classified=%d stored=%d flagged=%d dead_lettered=%d reviews=%d %s",
             outcome.consumed,
             outcome.classified,
             outcome.stored,
             outcome.flagged,
             outcome.dead_lettered,
             outcome.reviews_published,
+            " ".join(f"{k}_ms={v:.0f}" for k, v in outcome.timings_ms.items()),
         )
         await _record_lag(message, state.metrics)
 

@@ -40,6 +40,8 @@ class BatchOutcome:
     flagged: int
     dead_lettered: int
     reviews_published: int
+    #: Where the batch's time went (ms): model, database write, review publishing.
+    timings_ms: dict[str, float]
 
 
 class BatchProcessor:
@@ -70,16 +72,30 @@ class BatchProcessor:
         accepted, rejected = sort_records(
             records, max_text_chars=self.settings.contract.max_text_chars
         )
+        clock = [time.perf_counter()]
+
+        def lap() -> float:
+            clock.append(time.perf_counter())
+            return (clock[-1] - clock[-2]) * 1000
+
         await self._dead_letter(rejected)
         rows = await self._classify(accepted)
+        model_ms = lap()
         pending = await self.retry(self.store.save_batch, rows)
+        write_ms = lap()
         now = time.time()
         for item in accepted:
             self.metrics.end_to_end_seconds.observe(max(0.0, now - item.timestamp_ms / 1000))
         published = await self.publish_reviews(pending)
         flagged = sum(1 for r in rows if r["flagged"])
         return BatchOutcome(
-            len(records), len(accepted), len(rows), flagged, len(rejected), published
+            len(records),
+            len(accepted),
+            len(rows),
+            flagged,
+            len(rejected),
+            published,
+            {"model": model_ms, "write": write_ms, "publish": lap()},
         )
 
     async def _dead_letter(self, rejected: list[Rejected]) -> None:

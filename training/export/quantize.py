@@ -1,32 +1,61 @@
-"""ONNX Runtime graph optimisation, then int8 dynamic quantization for the CPU."""
+"""ONNX Runtime graph optimisation, then int8 quantization for the CPU.
+
+The recipe (measured on the fine-tuned multilingual-e5-small, 2048 validation texts):
+
+* word embeddings: int8 with one scale per row (``Gather`` int8 rows, then scale).
+  ORT's own embedding quantization is per tensor and also quantizes the LayerNorm
+  gamma/beta to uint8; per row it is near lossless (mean |logit diff| 0.0015) and the
+  250k x 384 table still shrinks from 366 MiB to 92 MiB;
+* the FFN projections named by ``weight_only`` (default: every layer's FFN output
+  projection, whose GELU input has outliers that per-tensor dynamic activation
+  quantization cannot cover): 8-bit weights in blocks of 32, fp32 activations
+  (``MatMulNBits``);
+* everything else (fused attention, the other MatMuls): dynamic int8 with per-channel
+  QInt8 weights, the fast VNNI path. Nodes matching ``exclude`` stay fp32.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import AutoConfig
 
+from training.config import FFN_OUTPUT_MATMUL
+
 log = logging.getLogger(__name__)
+
+#: Gather tables with at least this many rows are quantized per row (the vocabulary).
+MIN_EMBEDDING_ROWS = 1024
+WEIGHT_ONLY_BLOCK = 32
 
 
 def optimize(fp32_path: Path, out_path: Path, model_dir: Path) -> Path:
-    """Fuse attention, LayerNorm and GELU with ORT's transformer optimiser.
+    """Fuse attention, SkipLayerNorm and GELU with ORT's transformer optimiser.
 
-    Fused graphs quantize to ORT's int8 attention kernels. If fusion fails for an
-    architecture, the plain graph is used: slower, never wrong.
+    Fused graphs quantize to ORT's int8 attention kernels. The embedding LayerNorm is
+    left unfused so the word-embedding ``Gather`` can be quantized per row. If fusion
+    fails for an architecture, the plain graph is used: slower, never wrong.
     """
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = AutoConfig.from_pretrained(model_dir)
+    options = FusionOptions("bert")
+    options.enable_embed_layer_norm = False
     try:
         optimized = optimize_model(
             str(fp32_path),
             model_type="bert",
             num_heads=config.num_attention_heads,
             hidden_size=config.hidden_size,
+            optimization_options=options,
         )
         optimized.save_model_to_file(str(out_path))
     except Exception as exc:  # ORT raises many kinds on unknown graphs
@@ -35,14 +64,155 @@ def optimize(fp32_path: Path, out_path: Path, model_dir: Path) -> Path:
     return out_path
 
 
-def quantize(model_path: Path, out_path: Path, *, per_channel: bool) -> Path:
+def _matching(names: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    compiled = [re.compile(p) for p in patterns]
+    return [n for n in names if any(c.search(n) for c in compiled)]
+
+
+def _replace_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> None:
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def quantize_embedding_rows(
+    model: onnx.ModelProto, min_rows: int = MIN_EMBEDDING_ROWS, skip: Iterable[str] = ()
+) -> list[str]:
+    """Gather(fp32 table [V, H], ids) -> Gather(int8 table) * Gather(row scale).
+
+    Symmetric int8 with one scale per row: only the gathered rows are dequantized, so
+    the cost per call is a few thousand multiplies. Returns the replaced nodes' names.
+    """
+    initializers = {i.name: i for i in model.graph.initializer}
+    skipped = set(skip)
+    nodes: list[onnx.NodeProto] = []
+    replaced = []
+    for node in model.graph.node:
+        wanted = node.op_type == "Gather" and node.name not in skipped
+        table = initializers.get(node.input[0]) if wanted else None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if (
+            table is None
+            or table.data_type != TensorProto.FLOAT
+            or len(table.dims) != 2
+            or table.dims[0] < min_rows
+            or axis != 0
+        ):
+            nodes.append(node)
+            continue
+        weights = numpy_helper.to_array(table)
+        scale = np.abs(weights).max(axis=1, keepdims=True) / 127.0
+        scale[scale == 0] = 1.0
+        rows = np.clip(np.rint(weights / scale), -127, 127).astype(np.int8)
+        q_name, s_name = f"{table.name}_int8", f"{table.name}_row_scale"
+        model.graph.initializer.remove(table)
+        model.graph.initializer.extend(
+            [
+                numpy_helper.from_array(rows, q_name),
+                numpy_helper.from_array(scale.astype(np.float32), s_name),
+            ]
+        )
+        ids, out = node.input[1], node.output[0]
+        nodes += [
+            helper.make_node("Gather", [q_name, ids], [f"{out}_int8"], f"{node.name}_int8"),
+            helper.make_node("Gather", [s_name, ids], [f"{out}_scale"], f"{node.name}_scale"),
+            helper.make_node(
+                "Cast", [f"{out}_int8"], [f"{out}_float"], f"{node.name}_cast", to=TensorProto.FLOAT
+            ),
+            helper.make_node("Mul", [f"{out}_float", f"{out}_scale"], [out], f"{node.name}_dequant"),
+        ]
+        replaced.append(node.name)
+    _replace_nodes(model, nodes)
+    return replaced
+
+
+def quantize_weight_only(
+    model: onnx.ModelProto, names: Iterable[str], block_size: int = WEIGHT_ONLY_BLOCK
+) -> list[str]:
+    """MatMul(x, W fp32 [K, N]) -> MatMulNBits: 8-bit symmetric weights per block of
+    ``block_size`` along K, activations and accumulation in fp32."""
+    from onnxruntime.capi._pybind_state import quantize_matmul_8bits
+
+    wanted = set(names)
+    initializers = {i.name: i for i in model.graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    replaced = []
+    for node in model.graph.node:
+        weight = initializers.get(node.input[1]) if node.op_type == "MatMul" else None
+        if (
+            node.name not in wanted
+            or weight is None
+            or weight.data_type != TensorProto.FLOAT
+            or len(weight.dims) != 2
+        ):
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weight).astype(np.float32)
+        k, n = w.shape
+        blocks = -(-k // block_size)
+        padded = np.ascontiguousarray(np.pad(w, ((0, blocks * block_size - k), (0, 0))))
+        packed = np.zeros((n, blocks, block_size), dtype=np.uint8)
+        scales = np.zeros((n, blocks), dtype=np.float32)
+        zero_points = np.zeros((n, blocks), dtype=np.uint8)  # unused when symmetric
+        quantize_matmul_8bits(packed, padded, scales, zero_points, block_size, n, k, True)
+        q_name, s_name = f"{weight.name}_Q8", f"{weight.name}_scales"
+        model.graph.initializer.remove(weight)
+        model.graph.initializer.extend(
+            [numpy_helper.from_array(packed, q_name), numpy_helper.from_array(scales, s_name)]
+        )
+        nodes.append(
+            helper.make_node(
+                "MatMulNBits",
+                [node.input[0], q_name, s_name],
+                list(node.output),
+                f"{node.name}_Q8",
+                domain="com.microsoft",
+                K=k,
+                N=n,
+                bits=8,
+                block_size=block_size,
+            )
+        )
+        replaced.append(node.name)
+    _replace_nodes(model, nodes)
+    if replaced and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return replaced
+
+
+def quantize(
+    model_path: Path,
+    out_path: Path,
+    *,
+    per_channel: bool,
+    embedding_rows: bool = True,
+    weight_only: Sequence[str] = (FFN_OUTPUT_MATMUL,),
+    exclude: Sequence[str] = (),
+) -> Path:
+    """The recipe in the module docstring. ``weight_only`` and ``exclude`` are regular
+    expressions searched in node names; ``exclude`` wins and leaves a node fp32."""
+    model = onnx.load(str(model_path))
+    names = [n.name for n in model.graph.node]
+    excluded = _matching(names, exclude)
+    if embedding_rows:
+        done = quantize_embedding_rows(model, skip=excluded)
+        log.info("int8 per-row embeddings: %s", done)
+    done = quantize_weight_only(model, set(_matching(names, weight_only)) - set(excluded))
+    log.info("8-bit weight-only MatMuls: %d", len(done))
+    staged = out_path.with_name(f"{out_path.stem}-staged.onnx")
+    onnx.save(model, str(staged))
+    del model
     # QInt8 weights: the VNNI/AVX2 kernels' fast path; QUInt8 measured half the speed.
+    # Only MatMul and fused Attention: ORT's EmbedLayerNormalization/Gather quantization
+    # is per tensor (and quantizes LayerNorm gamma/beta), which cost parity.
     quantize_dynamic(
-        str(model_path),
+        str(staged),
         str(out_path),
         weight_type=QuantType.QInt8,
         per_channel=per_channel,
+        op_types_to_quantize=["MatMul", "Attention"],
+        nodes_to_exclude=excluded,
         # Fused contrib ops (Attention, SkipLayerNorm) carry no ONNX type information.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
+    staged.unlink()
     return out_path

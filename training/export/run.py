@@ -48,6 +48,17 @@ def parity_rows(data_dir: Path, wanted: int) -> tuple[pd.DataFrame, int]:
     return rows, len(validation)
 
 
+def quantization_summary(config: ExportConfig) -> str:
+    parts = [f"onnxruntime dynamic int8 (QInt8, per_channel={config.per_channel})"]
+    if config.int8_embedding_rows:
+        parts.append("int8 per-row word embeddings")
+    if config.weight_only_nodes:
+        parts.append(f"8-bit weight-only MatMulNBits for {', '.join(config.weight_only_nodes)}")
+    if config.exclude_nodes:
+        parts.append(f"fp32 for {', '.join(config.exclude_nodes)}")
+    return "; ".join(parts)
+
+
 def torch_scores(
     model_dir: Path, texts: list[str], max_length: int, normalization: NormalizationSettings
 ) -> np.ndarray:
@@ -78,7 +89,14 @@ def export_bundle(
 
     fp32 = export_onnx(model_dir, work / "model-fp32.onnx", config.opset)
     optimized = optimize(fp32, work / "model-optimized.onnx", model_dir)
-    int8 = quantize(optimized, work / "model-int8.onnx", per_channel=config.per_channel)
+    int8 = quantize(
+        optimized,
+        work / "model-int8.onnx",
+        per_channel=config.per_channel,
+        embedding_rows=config.int8_embedding_rows,
+        weight_only=config.weight_only_nodes,
+        exclude=config.exclude_nodes,
+    )
     tokenizer = bundle_tokenizer(model_dir, max_length)
     tokenizer.save(str(work / "tokenizer.json"))
 
@@ -125,7 +143,7 @@ def export_bundle(
         threshold=threshold,
         max_sequence_length=max_length,
         normalization=normalization,
-        quantization=f"onnxruntime dynamic int8 (QInt8, per_channel={config.per_channel})",
+        quantization=quantization_summary(config),
         training_data={
             k: metadata[k]
             for k in ("rows", "labels", "languages", "inputs", "shortcut_auc")
