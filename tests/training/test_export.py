@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from schemas.bundle import MODEL_FILE, TOKENIZER_FILE, read_manifest
@@ -99,3 +100,68 @@ def test_parity_below_the_bar_refuses_the_bundle(tiny_run, tmp_path: Path, monke
             log=False,
         )
     assert not (tmp_path / "bundle").exists()
+
+
+def _graph(path: Path) -> onnx.GraphProto:
+    return onnx.load(str(path)).graph
+
+
+def test_default_recipe_int8_embedding_rows_and_weight_only_ffn(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    graph = _graph(tiny_run.exported.bundle_dir / MODEL_FILE)
+    init = {i.name: i for i in graph.initializer}
+    tables = [i for i in graph.initializer if i.name.endswith("word_embeddings.weight_int8")]
+    assert len(tables) == 1 and tables[0].data_type == onnx.TensorProto.INT8
+    assert not any(
+        i.data_type == onnx.TensorProto.FLOAT
+        and len(i.dims) == 2
+        and i.dims[0] >= 1024
+        and i.dims[1] > 1
+        for i in init.values()
+    ), "an fp32 vocabulary table is left"
+    weight_only = [n.name for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(weight_only) == 2  # the tiny encoder's two FFN output projections
+    assert all("/output/dense/MatMul" in n and "attention" not in n for n in weight_only)
+    assert any(n.op_type == "MatMulInteger" for n in graph.node)
+
+
+def test_per_row_embedding_matches_fp32(tmp_path: Path) -> None:
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from training.export.quantize import quantize_embedding_rows
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(0, 0.1, (2000, 16)).astype(np.float32)
+    table[7] *= 40  # an outlier row keeps its own scale
+    ids = helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, ["n"])
+    out = helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, ["n", 16])
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["out"], "g")],
+        "g",
+        [ids],
+        [out],
+        [numpy_helper.from_array(table, "table")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert quantize_embedding_rows(model) == ["g"]
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    wanted = np.array([0, 7, 1999, 7], dtype=np.int64)
+    (got,) = ort.InferenceSession(str(path)).run(None, {"ids": wanted})
+    step = np.abs(table[wanted]).max(axis=1, keepdims=True) / 127
+    assert np.all(np.abs(got - table[wanted]) <= step / 2 + 1e-7)
+
+
+def test_excluded_nodes_stay_fp32(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from training.export.quantize import quantize
+
+    optimized = tiny_run.exported.fp32_model.with_name("model-optimized.onnx")
+    out = quantize(
+        optimized, tmp_path / "q.onnx", per_channel=True, exclude=(r"/layer\.1/", r"^Attention_1$")
+    )
+    nodes = {n.name: n.op_type for n in _graph(out).node}
+    for part in ("attention/output/dense", "intermediate/dense", "output/dense"):
+        assert nodes[f"/model/bert/encoder/layer.1/{part}/MatMul"] == "MatMul"
+    assert nodes["Attention_1"] == "Attention"
+    assert nodes["/model/bert/encoder/layer.0/output/dense/MatMul_Q8"] == "MatMulNBits"
+    assert any(n.endswith("_quant") for n in nodes if "layer.0/intermediate" in n)

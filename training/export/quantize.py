@@ -118,7 +118,9 @@ def quantize_embedding_rows(
             helper.make_node(
                 "Cast", [f"{out}_int8"], [f"{out}_float"], f"{node.name}_cast", to=TensorProto.FLOAT
             ),
-            helper.make_node("Mul", [f"{out}_float", f"{out}_scale"], [out], f"{node.name}_dequant"),
+            helper.make_node(
+                "Mul", [f"{out}_float", f"{out}_scale"], [out], f"{node.name}_dequant"
+            ),
         ]
         replaced.append(node.name)
     _replace_nodes(model, nodes)
