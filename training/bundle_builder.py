@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 from tokenizers import Tokenizer
-from transformers import AutoTokenizer
 
 from schemas.bundle import MODEL_CARD, MODEL_FILE, TOKENIZER_FILE, BundleManifest, write_manifest
 from training.model_card import render_model_card
+from training.tokenizer_loading import load_tokenizer
 
 
 def bundle_tokenizer(model_dir: Path, max_length: int) -> Tokenizer:
@@ -18,7 +18,7 @@ def bundle_tokenizer(model_dir: Path, max_length: int) -> Tokenizer:
     A runner that only calls ``Tokenizer.from_file(...).encode_batch`` gets inputs
     exactly like training's: truncated to ``max_length``, padded to the batch.
     """
-    hf = AutoTokenizer.from_pretrained(model_dir)
+    hf = load_tokenizer(model_dir)
     tokenizer = Tokenizer.from_str(hf.backend_tokenizer.to_str())
     tokenizer.enable_truncation(max_length)
     tokenizer.enable_padding(pad_id=int(hf.pad_token_id), pad_token=str(hf.pad_token))

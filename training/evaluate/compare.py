@@ -20,12 +20,12 @@ Scorer = Callable[[Sequence[str]], np.ndarray]
 
 def torch_scorer(model_dir: Path, max_length: int, normalization: Any) -> Scorer:
     import torch
-    from transformers import AutoTokenizer
 
     from schemas.text_normalization import normalize_text
     from training.export.onnx_export import load_for_export
+    from training.tokenizer_loading import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     model = load_for_export(model_dir)
 
     @torch.no_grad()

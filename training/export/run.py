@@ -62,9 +62,9 @@ def quantization_summary(config: ExportConfig) -> str:
 def torch_scores(
     model_dir: Path, texts: list[str], max_length: int, normalization: NormalizationSettings
 ) -> np.ndarray:
-    from transformers import AutoTokenizer
+    from training.tokenizer_loading import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     dataset = EncodedTexts(
         texts, [0] * len(texts), [1.0] * len(texts), tokenizer, max_length, normalization
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,7 +119,14 @@ def train_model(
     result = TrainResult()
     best_score, best_state, patience = float("-inf"), None, 0
     started = time.perf_counter()
-    bar = tqdm(total=total, disable=not config.progress, desc="fine-tune", unit="step")
+    # Off a terminal (logs, CI) a redraw per step floods the output: redraw rarely there.
+    bar = tqdm(
+        total=total,
+        disable=not config.progress,
+        desc="fine-tune",
+        unit="step",
+        mininterval=0.1 if sys.stderr.isatty() else 30.0,
+    )
     step = 0
     while step < total:
         for batch in batches:

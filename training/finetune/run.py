@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from transformers import AutoModelForSequenceClassification, set_seed
 
 from schemas.messages import Label
 from schemas.text_normalization import NormalizationSettings
@@ -17,6 +17,7 @@ from training.finetune.data import EncodedTexts
 from training.finetune.loop import predict_proba, resolve_device, train_model
 from training.finetune.threshold import tune_threshold
 from training.prepare.run import read_split
+from training.tokenizer_loading import load_tokenizer
 
 TRAINING_INFO = "training_info.json"
 LABELS = [Label.NO_INDICATORS.value, Label.INDICATORS.value]
@@ -41,7 +42,7 @@ def finetune(
     config = config or FinetuneConfig()
     normalization = normalization or NormalizationSettings()
     set_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    tokenizer = load_tokenizer(config.base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
         config.base_model,
         num_labels=2,
