@@ -49,7 +49,7 @@ def serve(
             [
                 str(faststream),
                 "run",
-                "services.classifier.app:create_app",
+                "services.classifier.app:create_app_from_env",
                 "--factory",
                 "--workers",
                 str(workers),

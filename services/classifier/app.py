@@ -1,7 +1,7 @@
 """The classifier service: a faststream application over Kafka.
 
     depdetect serve                                   # one process
-    faststream run services.classifier.app:create_app --factory --workers 2
+    faststream run services.classifier.app:create_app_from_env --factory --workers 2
 
 Each process joins the consumer group; Kafka spreads the partitions over them.
 Ack policy: offsets are committed after the batch's dead letters, result rows and
@@ -213,3 +213,13 @@ async def _record_lag(message: KafkaMessage, metrics: ServiceMetrics) -> None:
         except Exception:  # a partition revoked mid-way has no position
             continue
         metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+
+def create_app_from_env() -> AsgiFastStream:
+    """Entry point for `faststream run services.classifier.app:create_app_from_env --factory`:
+    settings from the environment, and logging set up as `depdetect serve` does."""
+    from depdetect.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
