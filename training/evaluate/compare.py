@@ -127,7 +127,9 @@ def write_plots(results: dict[str, Any], labels: np.ndarray, out_dir: Path) -> N
         grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
         ax.imshow(grid, cmap="Blues")
         for (i, j), value in np.ndenumerate(grid):
-            ax.text(j, i, str(value), ha="center", va="center")
+            # White on the dark cells, so every count stays readable.
+            color = "white" if value > grid.max() / 2 else "black"
+            ax.text(j, i, str(value), ha="center", va="center", color=color)
         ax.set(title=name, xlabel="predicted", ylabel="true", xticks=[0, 1], yticks=[0, 1])
     fig.tight_layout()
     fig.savefig(out_dir / "confusion_matrices.png", dpi=90)
