@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -125,13 +125,6 @@ class ResultStore:
                 return _pending(found)
         except OperationalError as exc:
             raise TransientError(f"database unavailable: {exc.orig!r}") from exc
-
-    def purge(self, *, older_than: timedelta, now: datetime | None = None) -> int:
-        """Delete rows classified before ``now - older_than`` (retention)."""
-        cutoff = (now or utcnow()) - older_than
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(delete(ResultRow).where(ResultRow.classified_at < cutoff))
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def ping(self) -> bool:
         try:
