@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,7 @@ def _child_env(settings: Settings, bundle: Path) -> dict[str, str]:
 def _metrics(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
         text = resp.read().decode()
-    totals: Counter[str] = Counter()
+    totals: dict[str, float] = defaultdict(float)
     for line in text.splitlines():
         if line.startswith("depdetect_") and not line.startswith("#"):
             name = line.split("{", 1)[0].split(" ", 1)[0]

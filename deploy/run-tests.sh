@@ -28,8 +28,9 @@ ensure_kafka
 export DEPDETECT_TEST_KAFKA="${DEPDETECT_TEST_KAFKA:-$(bash deploy/kafka/kafka.sh bootstrap)}"
 log "set-up took ${SECONDS}s"
 
-log "lint"
+log "lint and types"
 .venv/bin/ruff check .
+.venv/bin/mypy depdetect schemas services training
 
 log "tests"
 .venv/bin/python -m pytest "$@"

@@ -9,11 +9,14 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from depdetect.cli.common import fail, state_settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def serve(
@@ -71,21 +74,19 @@ def serve(
         access_log=False,
         log_config=None,  # one log format for everything: ours (depdetect.logs)
     )
-    asyncio.run(_Server(config).serve())
+    asyncio.run(_clean_exit_server(config).serve())
     # Reaching here means a clean stop (SIGTERM/SIGINT after the shutdown ran): exit 0.
 
 
-class _Server:
+def _clean_exit_server(config: uvicorn.Config) -> uvicorn.Server:
     """uvicorn's server, except that SIGTERM is a normal stop: after the graceful
     shutdown it does not re-raise the signal, so the process exits 0."""
+    import uvicorn
 
-    def __new__(cls, config: object) -> object:
-        import uvicorn
+    class CleanExitServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            if sig in (signal.SIGTERM, signal.SIGINT) and sig in self._captured_signals:
+                self._captured_signals.remove(sig)
 
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-                super().handle_exit(sig, frame)
-                if sig in (signal.SIGTERM, signal.SIGINT) and sig in self._captured_signals:
-                    self._captured_signals.remove(sig)
-
-        return Server(config)  # type: ignore[arg-type]
+    return CleanExitServer(config)

@@ -18,6 +18,7 @@ from schemas.errors import DepdetectError
 if TYPE_CHECKING:
     from depdetect.settings import Settings
     from training.config import FinetuneConfig
+    from training.prepare.tables import InputSpec
 
 app = typer.Typer(
     help="Build a model bundle: prepare data, fine-tune, export, quantize.", no_args_is_help=True
@@ -82,7 +83,7 @@ def _finetune_config(**values: object) -> FinetuneConfig:
     return FinetuneConfig(**values)  # type: ignore[arg-type]
 
 
-def _inputs(settings: Settings, inputs: list[str] | None) -> list[object]:
+def _inputs(settings: Settings, inputs: list[str] | None) -> list[InputSpec]:
     from training.prepare.tables import InputSpec
 
     specs = inputs or [str(settings.data.seed_dir / "labelled.csv")]

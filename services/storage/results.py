@@ -9,7 +9,7 @@ so every flag gets at least one review event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,6 +64,7 @@ class ResultStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         dialect = engine.dialect.name
+        self._insert: Callable[..., Any]
         if dialect == "postgresql":
             self._insert = postgresql.insert
         elif dialect == "sqlite":

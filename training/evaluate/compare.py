@@ -45,9 +45,11 @@ def torch_scorer(model_dir: Path, max_length: int, normalization: Any) -> Scorer
 
 def scorers(model_dir: Path, fp32_onnx: Path, bundle: Path) -> dict[str, Scorer]:
     manifest = read_manifest(bundle)
-    common = {"normalization": manifest.normalization, "max_length": manifest.max_sequence_length}
-    fp32 = OnnxScorer(fp32_onnx, bundle / TOKENIZER_FILE, **common)
-    int8 = OnnxScorer(bundle / MODEL_FILE, bundle / TOKENIZER_FILE, **common)
+    norm, max_length = manifest.normalization, manifest.max_sequence_length
+    fp32 = OnnxScorer(fp32_onnx, bundle / TOKENIZER_FILE, normalization=norm, max_length=max_length)
+    int8 = OnnxScorer(
+        bundle / MODEL_FILE, bundle / TOKENIZER_FILE, normalization=norm, max_length=max_length
+    )
     return {
         "pytorch": torch_scorer(model_dir, manifest.max_sequence_length, manifest.normalization),
         "onnx_fp32": lambda texts: fp32.predict_proba(texts, batch_size=len(texts)),

@@ -116,7 +116,7 @@ def export_bundle(
     labels = rows["label"].to_numpy()[:n_validation]
     target = float(info.get("target_precision", 0.95))
     threshold = tune_threshold(labels, scores["onnx_int8"][:n_validation], target)
-    checks = {name: parity(reference, s, threshold) for name, s in scores.items()}
+    checks: dict[str, Any] = {name: parity(reference, s, threshold) for name, s in scores.items()}
     checks["pytorch_threshold"] = info.get("threshold")
     checks["bundle_threshold"] = threshold
     (work / PARITY_FILE).write_text(json.dumps(checks, indent=2) + "\n")

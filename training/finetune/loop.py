@@ -90,7 +90,7 @@ def train_model(
 ) -> TrainResult:
     """Train in place; on return the model holds the best checkpoint's weights."""
     device = resolve_device(config.device)
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers' stub types `to` narrowly
     batches = loader(
         train,
         tokenizer,
@@ -101,7 +101,8 @@ def train_model(
     )
     per_epoch = len(batches)
     total = config.max_steps or max(1, math.ceil(per_epoch * config.epochs))
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for _name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)  # no decay on bias/norm
