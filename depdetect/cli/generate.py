@@ -84,7 +84,29 @@ def _buckets(value: str | None) -> tuple[object, ...] | None:
     return tuple(buckets)
 
 
-def _overrides(**values: object) -> dict[str, object]:
+def _plan_overrides(
+    texts_per_cell: int | None,
+    texts_per_request: int | None,
+    languages: str | None,
+    states: str | None,
+    categories: str | None,
+    buckets: str | None,
+    seed: int | None,
+    tolerance: float | None,
+    structured_output: bool | None,
+) -> dict[str, object]:
+    """The plan options given on the command line (None means: not given)."""
+    values: dict[str, object | None] = {
+        "texts_per_cell": texts_per_cell,
+        "texts_per_request": texts_per_request,
+        "languages": _split(languages),
+        "states": _split(states),
+        "categories": _split(categories),
+        "buckets": _buckets(buckets),
+        "seed": seed,
+        "length_tolerance": tolerance,
+        "structured_output": structured_output,
+    }
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -142,16 +164,16 @@ def plan_command(
     try:
         config = _config(
             settings,
-            _overrides(
-                texts_per_cell=texts_per_cell,
-                texts_per_request=texts_per_request,
-                languages=_split(languages),
-                states=_split(states),
-                categories=_split(categories),
-                buckets=_buckets(buckets),
-                seed=seed,
-                length_tolerance=tolerance,
-                structured_output=structured_output,
+            _plan_overrides(
+                texts_per_cell,
+                texts_per_request,
+                languages,
+                states,
+                categories,
+                buckets,
+                seed,
+                tolerance,
+                structured_output,
             ),
         )
         plan = build_plan(config, load_seeds(settings.data.seed_dir))
@@ -211,16 +233,16 @@ def run_command(
         raise fail(f"--format must be csv or parquet, not {output_format!r}")
     settings = state_settings(ctx)
     directory = _run_dir(settings, run_dir)
-    overrides = _overrides(
-        texts_per_cell=texts_per_cell,
-        texts_per_request=texts_per_request,
-        languages=_split(languages),
-        states=_split(states),
-        categories=_split(categories),
-        buckets=_buckets(buckets),
-        seed=seed,
-        length_tolerance=tolerance,
-        structured_output=structured_output,
+    overrides = _plan_overrides(
+        texts_per_cell,
+        texts_per_request,
+        languages,
+        states,
+        categories,
+        buckets,
+        seed,
+        tolerance,
+        structured_output,
     )
     console = _console()
     try:
