@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from depdetect.settings import REPO_ROOT, KafkaSettings, Settings
+from tests.support.databases import temporary_database
 
 KAFKA = os.environ.get("DEPDETECT_TEST_KAFKA", "127.0.0.1:9092")
 POSTGRES = os.environ.get(
@@ -80,28 +80,16 @@ def postgres_url() -> Iterator[str]:
             "`deploy/postgres/postgres.sh start` or set DEPDETECT_TEST_POSTGRES_URL",
             pytrace=False,
         )
-    name = f"depdetect_t_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield admin_url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_database(admin_url, f"depdetect_t_{uuid.uuid4().hex[:8]}") as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
     """A database of this test's own on the real PostgreSQL, dropped afterwards."""
     url = make_url(postgres_url)
-    name = f"{url.database}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_database(url, f"{url.database}_{uuid.uuid4().hex[:6]}") as fresh:
+        yield fresh
 
 
 @pytest.fixture

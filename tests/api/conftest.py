@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 import typer
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +28,7 @@ from services.api.security.tokens import Role, create_token
 from services.kafka.admin import ensure_topics
 from services.results_query.database import make_engine, make_sessions
 from tests.api.support import T0, RecordingSink
+from tests.support.databases import temporary_database
 
 
 @pytest.fixture(scope="session")
@@ -43,14 +43,11 @@ def api_database(api_template: str, unique: str) -> Iterator[str]:
     """A migrated database of this test's own: the outbox relay publishes every pending
     decision in its database, so tests sharing one would publish each other's events."""
     template = make_url(api_template)
-    name = f"{template.database}_{unique}"
-    admin = create_engine(template.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template.database}"'))
-    yield template.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    # Copying a template needs a connection to another database than the template.
+    with temporary_database(
+        template.set(database="postgres"), f"{template.database}_{unique}", template.database
+    ) as url:
+        yield url
 
 
 @pytest.fixture
