@@ -41,6 +41,14 @@ def test_threshold_reaches_target_precision_with_highest_recall() -> None:
     assert tune_threshold(np.zeros(4), scores[:4], 0.95) == 0.5  # one class: neutral
 
 
+def test_threshold_ignores_a_lucky_precision_spike_below_a_dip() -> None:
+    # Precision is 5/6 at 0.3 and 4/5 at 0.4, dips to 3/4 at 0.5, is 1.0 from 0.6 up:
+    # the first touch of 0.8 (at 0.3) is luck, the dip shows it.
+    labels = np.array([0, 1, 1, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    assert tune_threshold(labels, scores, 0.8) == pytest.approx(0.6)
+
+
 def test_class_weights_balance_the_labels() -> None:
     from training.finetune.loop import class_weights
 
