@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.evaluate.onnx_scorer import OnnxScorer
+from services.inference.runner import ModelRunner
 from training.prepare.tables import read_table
 
 
@@ -58,7 +58,8 @@ def main() -> None:
     import onnxruntime
 
     onnxruntime.set_default_logger_severity(4)  # the 512 probe may fail on small models
-    scorer, manifest = OnnxScorer.from_bundle(args.bundle, threads=args.threads)
+    scorer = ModelRunner.from_bundle(args.bundle, intra_op_threads=args.threads)
+    manifest = scorer.manifest
     texts = read_table(args.data)[args.text_column].astype(str).tolist()[: args.texts]
     tokens = sum(len(e.ids) for e in scorer.encode(texts))
     print(
@@ -73,7 +74,7 @@ def main() -> None:
         for row, seq in enumerate(ids):
             full[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1
-        scorer.session.run(["logits"], {"input_ids": full, "attention_mask": mask})
+        scorer.run_padded(full, mask)
 
     singles = [[t] for t in texts]
     rows: list[tuple[str, float, float]] = []

@@ -51,7 +51,7 @@ def load_texts(path: Path, n: int, seed: int = 0) -> list[str]:
 def raw_throughput(bundle: Path, texts: list[str], threads: int) -> dict[int, float]:
     out = {}
     for batch in (1, 8, 16, 32, 64, 128):
-        runner = ModelRunner(bundle, micro_batch_size=batch, intra_op_threads=threads)
+        runner = ModelRunner.from_bundle(bundle, micro_batch_size=batch, intra_op_threads=threads)
         runner.warm_up()
         sample = texts[: 400 if batch == 1 else 2000]
         started = time.perf_counter()

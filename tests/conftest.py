@@ -143,5 +143,7 @@ def tiny_threshold(tiny_bundle: Path) -> float:
     from services.inference.runner import ModelRunner
     from tests.service.texts import stream
 
-    scores = sorted(s.score for s in ModelRunner(tiny_bundle).score([t for _, t in stream(300)]))
+    scores = sorted(
+        s.score for s in ModelRunner.from_bundle(tiny_bundle).score([t for _, t in stream(300)])
+    )
     return scores[len(scores) // 2]

@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 "no model bundle configured: set DEPDETECT_MODEL__BUNDLE_PATH "
                 "(build one with `depdetect train all`)"
             )
-        runner = ModelRunner(
+        runner = ModelRunner.from_bundle(
             settings.model.bundle_path,
             micro_batch_size=settings.model.inference_batch_size,
             intra_op_threads=settings.model.intra_op_threads,

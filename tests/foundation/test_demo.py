@@ -34,7 +34,7 @@ def test_demo_streams_the_sample_and_summarises(
     # Threshold = the median score of the demo stream: a tiny model's own tuned threshold
     # (~0.99) may flag nothing, and this test is about the pipeline, not accuracy.
     texts = [json.loads(line)["text"] for line in DEMO_STREAM.read_text().splitlines()]
-    scores = sorted(s.score for s in ModelRunner(tiny_bundle).score(texts))
+    scores = sorted(s.score for s in ModelRunner.from_bundle(tiny_bundle).score(texts))
     settings = make_settings(
         database={"url": sqlite_url},
         model={"bundle_path": tiny_bundle, "threshold": scores[len(scores) // 2]},

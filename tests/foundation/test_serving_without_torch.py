@@ -30,7 +30,7 @@ from services.inference.runner import ModelRunner
 from services.api import app as _api  # noqa: F401  (the results API is serving too)
 from depdetect.cli.main import app as cli
 create_app()
-scores = ModelRunner(sys.argv[1]).score(["Ich fühle mich leer.", "What a lovely day"])
+scores = ModelRunner.from_bundle(sys.argv[1]).score(["Ich fühle mich leer.", "What a lovely day"])
 assert all(0.0 <= s.score <= 1.0 for s in scores), scores
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
 assert not loaded, loaded

@@ -34,11 +34,11 @@ def test_int8_parity_is_measured_and_reported(tiny_run) -> None:  # type: ignore
 
 
 def test_int8_graph_is_smaller_and_dynamic(tiny_run) -> None:  # type: ignore[no-untyped-def]
-    from training.evaluate.onnx_scorer import OnnxScorer
+    from services.inference.runner import ModelRunner
 
     bundle = tiny_run.exported.bundle_dir
     assert (bundle / MODEL_FILE).stat().st_size < tiny_run.exported.fp32_model.stat().st_size
-    scorer, _ = OnnxScorer.from_bundle(bundle)
+    scorer = ModelRunner.from_bundle(bundle)
     for batch, length in ((1, 3), (5, 40), (2, 128)):
         ids = np.full((batch, length), 5, dtype=np.int64)
         assert scorer.run_batch(ids.tolist()).shape == (batch, 2)
@@ -59,26 +59,26 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
 
 
 def test_broken_bundles_are_refused(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from training.evaluate.onnx_scorer import OnnxScorer
+    from services.inference.runner import ModelRunner
 
     source = tiny_run.exported.bundle_dir
     missing = _copy(source, tmp_path / "a")
     (missing / TOKENIZER_FILE).unlink()
     with pytest.raises(BundleError, match=r"missing tokenizer\.json"):
-        OnnxScorer.from_bundle(missing)
+        ModelRunner.from_bundle(missing)
 
     other_version = _copy(source, tmp_path / "b")
     manifest = json.loads((other_version / "bundle.json").read_text())
     manifest["format_version"] = 99
     (other_version / "bundle.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="format version 99"):
-        OnnxScorer.from_bundle(other_version)
+        ModelRunner.from_bundle(other_version)
 
     tampered = _copy(source, tmp_path / "c")
     with (tampered / MODEL_FILE).open("ab") as fh:
         fh.write(b"\0")
     with pytest.raises(BundleError, match="changed after it was built"):
-        OnnxScorer.from_bundle(tampered)
+        ModelRunner.from_bundle(tampered)
 
 
 def test_parity_below_the_bar_refuses_the_bundle(tiny_run, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -53,9 +53,9 @@ def test_graph_has_the_contracted_inputs_and_dynamic_axes(bundle: Path) -> None:
 
 
 def test_scores_without_torch_and_parity_was_measured(bundle: Path) -> None:
-    from training.evaluate.onnx_scorer import OnnxScorer
+    from services.inference.runner import ModelRunner
 
-    scorer, _ = OnnxScorer.from_bundle(bundle)
+    scorer = ModelRunner.from_bundle(bundle)
     texts = [
         "I feel empty and hopeless every single day.",
         "Lovely walk in the park! @user",

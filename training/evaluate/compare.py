@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from schemas.bundle import MODEL_FILE, TOKENIZER_FILE, read_manifest
+from services.inference.runner import ModelRunner
 from training.evaluate.latency import time_calls
 from training.evaluate.metrics import binary_metrics, format_metrics
-from training.evaluate.onnx_scorer import OnnxScorer
 
 Scorer = Callable[[Sequence[str]], np.ndarray]
 
@@ -46,8 +46,10 @@ def torch_scorer(model_dir: Path, max_length: int, normalization: Any) -> Scorer
 def scorers(model_dir: Path, fp32_onnx: Path, bundle: Path) -> dict[str, Scorer]:
     manifest = read_manifest(bundle)
     norm, max_length = manifest.normalization, manifest.max_sequence_length
-    fp32 = OnnxScorer(fp32_onnx, bundle / TOKENIZER_FILE, normalization=norm, max_length=max_length)
-    int8 = OnnxScorer(
+    fp32 = ModelRunner(
+        fp32_onnx, bundle / TOKENIZER_FILE, normalization=norm, max_length=max_length
+    )
+    int8 = ModelRunner(
         bundle / MODEL_FILE, bundle / TOKENIZER_FILE, normalization=norm, max_length=max_length
     )
     return {

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from schemas.errors import ConfigurationError
+from services.inference.runner import ModelRunner
 from training.evaluate.metrics import binary_metrics, format_metrics, metrics_by_group
-from training.evaluate.onnx_scorer import OnnxScorer
 from training.prepare.tables import read_table
 
 LANGUAGE_COLUMNS = ("lang", "language")
@@ -48,7 +48,8 @@ def evaluate_file(
                 f"{data} has no column {column!r}; columns are {list(table.columns)} "
                 "(use --text-column/--label-column/--sep)"
             )
-    scorer, manifest = OnnxScorer.from_bundle(bundle, threads=threads)
+    scorer = ModelRunner.from_bundle(bundle, intra_op_threads=threads)
+    manifest = scorer.manifest
     labels = parse_labels(table[label_column], manifest.labels, label_column)
     cut = manifest.threshold if threshold is None else threshold
     started = time.perf_counter()

@@ -13,11 +13,11 @@ import torch
 
 from schemas.bundle import BundleManifest
 from schemas.text_normalization import NormalizationSettings
+from services.inference.runner import ModelRunner
 from training.bundle_builder import bundle_tokenizer, write_bundle
 from training.config import ExportConfig
 from training.errors import ParityError
 from training.evaluate.metrics import binary_metrics, metrics_by_group
-from training.evaluate.onnx_scorer import OnnxScorer
 from training.export.onnx_export import export_onnx, load_for_export
 from training.export.parity import parity
 from training.export.quantize import optimize, quantize
@@ -104,7 +104,7 @@ def export_bundle(
     texts = rows["text"].tolist()
     reference = torch_scores(model_dir, texts, max_length, normalization)
     scorers = {
-        name: OnnxScorer(
+        name: ModelRunner(
             path, work / "tokenizer.json", normalization=normalization, max_length=max_length
         )
         for name, path in (("onnx_fp32", fp32), ("onnx_int8", int8))
