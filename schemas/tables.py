@@ -7,6 +7,7 @@ and the retention purge deletes whole rows.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -34,6 +35,13 @@ NAMING_CONVENTION = {
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ReviewStatus(StrEnum):
+    """``classification_results.review_status`` of a flagged row (NULL when unflagged)."""
+
+    PENDING = "pending"
+    DECIDED = "decided"
 
 
 class Base(DeclarativeBase):
@@ -65,7 +73,7 @@ class ResultRow(Base):
     source_offset: Mapped[int | None] = mapped_column(BigInteger)
     #: Outbox flag: set once the review event is on the broker (flagged rows only).
     review_published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    #: pending | decided (latest decision is in ``moderator_decisions``).
+    #: A ``ReviewStatus`` value (the latest decision is in ``moderator_decisions``).
     review_status: Mapped[str | None] = mapped_column(String(32), index=True)
 
     decisions: Mapped[list[DecisionRow]] = relationship(

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import typer
 
 from depdetect.settings import REPO_ROOT, Settings
-from schemas.errors import DepdetectError
 
 
 def state_settings(ctx: typer.Context) -> Settings:
@@ -30,14 +28,3 @@ def run_deploy_script(relative: str, *args: str) -> None:
     result = subprocess.run(["bash", str(script), *args], check=False)
     if result.returncode != 0:
         raise typer.Exit(result.returncode)
-
-
-def deploy_script_output(relative: str, *args: str) -> str:
-    script: Path = REPO_ROOT / "deploy" / relative
-    return subprocess.run(
-        ["bash", str(script), *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def handle_errors(exc: DepdetectError) -> typer.Exit:
-    return fail(str(exc))

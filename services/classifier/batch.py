@@ -18,6 +18,7 @@ from typing import Any
 
 from depdetect.settings import Settings, StoreUnflagged
 from schemas.messages import Label, ReviewRequest, encode, utcnow
+from schemas.tables import ReviewStatus
 from services.classifier.metrics import ServiceMetrics
 from services.classifier.records import Accepted, Rejected, sort_records
 from services.inference.language import detect_language
@@ -165,7 +166,7 @@ class BatchProcessor:
                     "source_topic": item.topic,
                     "source_partition": item.partition,
                     "source_offset": item.offset,
-                    "review_status": "pending" if flagged else None,
+                    "review_status": ReviewStatus.PENDING.value if flagged else None,
                 }
             )
         return rows

@@ -21,10 +21,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class StopRetrying(Exception):
-    """The service is shutting down while a dependency is still unavailable."""
-
-
 class Retrier:
     """Runs ``fn`` in a thread; on ``TransientError`` waits (0.5 s … max_wait) and retries.
 
@@ -53,7 +49,4 @@ class Retrier:
             before_sleep=self._log,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await asyncio.to_thread(fn, *args)
-        raise StopRetrying  # pragma: no cover - reraise=True re-raises the last error
+        return await retrying(asyncio.to_thread, fn, *args)

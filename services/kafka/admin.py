@@ -67,14 +67,3 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
-
-
-async def describe_cluster(settings: KafkaSettings, timeout_s: float = 10.0) -> dict[str, object]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        return await admin.describe_cluster()
-    except (KafkaConnectionError, TimeoutError) as exc:
-        raise TransientError(f"cannot reach Kafka at {settings.bootstrap_servers}") from exc
-    finally:
-        await admin.close()

@@ -18,14 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.messages import Decision, Identifier, utcnow
-from schemas.tables import DecisionRow, ResultRow
+from schemas.tables import DecisionRow, ResultRow, ReviewStatus
 from services.results_query.errors import (
     DecisionContentionError,
     DecisionIdConflictError,
     NotFlaggedError,
     ResultNotFoundError,
 )
-from services.results_query.filters import ReviewStatus, reject_nul
+from services.results_query.filters import reject_nul
 
 #: The ``note`` limit of the ModeratorDecision contract: a longer note could not be published.
 NOTE_MAX_CHARS = 2000

@@ -4,22 +4,14 @@ the CLI options and the data layer, so that all three accept the same values."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Select
 
 from schemas.messages import Decision
-from schemas.tables import ResultRow
+from schemas.tables import ResultRow, ReviewStatus
 from services.results_query.latest import latest_decisions
-
-
-class ReviewStatus(StrEnum):
-    """``classification_results.review_status`` of a flagged row."""
-
-    PENDING = "pending"
-    DECIDED = "decided"
 
 
 def reject_nul(value: str) -> str:

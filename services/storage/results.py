@@ -23,8 +23,6 @@ from schemas.errors import TransientError
 from schemas.messages import utcnow
 from schemas.tables import ResultRow
 
-REVIEW_PENDING = "pending"
-
 
 @dataclass(frozen=True)
 class PendingReview:
