@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,14 +90,9 @@ def _child_env(settings: Settings, bundle: Path) -> dict[str, str]:
 
 
 def _metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
-        text = resp.read().decode()
-    totals: dict[str, float] = defaultdict(float)
-    for line in text.splitlines():
-        if line.startswith("depdetect_") and not line.startswith("#"):
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            totals[name] += float(line.rsplit(" ", 1)[1])
-    return dict(totals)
+    from services.classifier.metrics import scrape_totals
+
+    return scrape_totals(f"http://127.0.0.1:{port}/metrics")
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import urllib.request
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -66,3 +69,15 @@ class ServiceMetrics:
             ["model_version"],
             registry=r,
         )
+
+
+def scrape_totals(url: str, *, timeout_s: float = 3.0) -> dict[str, float]:
+    """Fetch a Prometheus ``/metrics`` page and sum each sample over its labels,
+    e.g. ``{"depdetect_consumed_total": 51.0, …}`` (the demo's summary, the tests)."""
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] += sample.value
+    return dict(totals)

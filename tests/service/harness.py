@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from depdetect.settings import Settings
+from services.classifier.metrics import scrape_totals
 from services.kafka.reading import read_topic as read_records
 
 DEPDETECT = str(Path(sys.executable).parent / "depdetect")
@@ -89,13 +90,7 @@ class ServiceProcess:
             return 0, {}
 
     def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=3) as r:
-            text = r.read().decode()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name) and not line.startswith("#")
-        )
+        return scrape_totals(f"http://127.0.0.1:{self.port}/metrics").get(name, 0.0)
 
     def kill(self) -> None:
         assert self.proc is not None
