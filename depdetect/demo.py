@@ -74,7 +74,7 @@ def ensure_bundle(settings: Settings, console: Console, *, offline: bool) -> Pat
             "or point DEPDETECT_MODEL__BUNDLE_PATH at a bundle"
         ) from exc
     started = time.monotonic()
-    build_demo_bundle(DEMO_BUNDLE, offline=offline)
+    build_demo_bundle(DEMO_BUNDLE, offline=offline, data=settings.data.sample_dir / "sample.csv")
     console.print(f"trained in {time.monotonic() - started:.0f} s: [bold]{DEMO_BUNDLE}[/]")
     return DEMO_BUNDLE
 

@@ -118,6 +118,7 @@ class AnthropicSettings(BaseModel):
 class DataSettings(BaseModel):
     seed_dir: Path = REPO_ROOT.parent / "shared" / "data" / "seed"
     sentiment_corpus: Path = REPO_ROOT.parent / "shared" / "data" / "multilingual_sentiments"
+    #: Holds sample.csv, which the demo trains its small bundle on.
     sample_dir: Path = REPO_ROOT / "training" / "sample_data"
     work_dir: Path = REPO_ROOT / "var" / "training"
 
