@@ -22,7 +22,6 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from prometheus_client import make_asgi_app
-from sqlalchemy import Engine
 
 from depdetect.settings import Settings, load_settings
 from schemas.messages import DeadLetter, ReviewRequest
@@ -47,7 +46,6 @@ class ServiceState:
 
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    engine: Engine | None = None
     processor: BatchProcessor | None = None
 
 
@@ -136,11 +134,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         state.metrics.model_loaded.labels(runner.model_version).set(1)
         if settings.database.auto_migrate:
             await asyncio.to_thread(upgrade, settings.database.url)
-        state.engine = make_engine(settings.database.url, echo=settings.database.echo)
         state.processor = BatchProcessor(
             settings=settings,
             runner=runner,
-            store=ResultStore(state.engine),
+            store=ResultStore(make_engine(settings.database.url, echo=settings.database.echo)),
             publish=publish,
             retry=Retrier(state.stopping, state.metrics),
             metrics=state.metrics,
@@ -161,8 +158,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         state.stopping.set()
 
     async def after_stop() -> None:
-        if state.engine is not None:
-            state.engine.dispose()
+        if state.processor is not None:
+            state.processor.store.engine.dispose()
 
     async def broker_ok() -> bool:
         return bool(await broker.ping(timeout=2))
