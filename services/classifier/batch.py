@@ -73,30 +73,29 @@ class BatchProcessor:
         accepted, rejected = sort_records(
             records, max_text_chars=self.settings.contract.max_text_chars
         )
-        clock = [time.perf_counter()]
-
-        def lap() -> float:
-            clock.append(time.perf_counter())
-            return (clock[-1] - clock[-2]) * 1000
-
         await self._dead_letter(rejected)
+        started = time.perf_counter()
         rows = await self._classify(accepted)
-        model_ms = lap()
+        classified = time.perf_counter()
         pending = await self.retry(self.store.save_batch, rows)
-        write_ms = lap()
+        written = time.perf_counter()
         now = time.time()
         for item in accepted:
             self.metrics.end_to_end_seconds.observe(max(0.0, now - item.timestamp_ms / 1000))
         published = await self.publish_reviews(pending)
-        flagged = sum(1 for r in rows if r["flagged"])
+        done = time.perf_counter()
         return BatchOutcome(
             len(records),
             len(accepted),
             len(rows),
-            flagged,
+            sum(1 for r in rows if r["flagged"]),
             len(rejected),
             published,
-            {"model": model_ms, "write": write_ms, "publish": lap()},
+            {
+                "model": (classified - started) * 1000,
+                "write": (written - classified) * 1000,
+                "publish": (done - written) * 1000,
+            },
         )
 
     async def _dead_letter(self, rejected: list[Rejected]) -> None:
