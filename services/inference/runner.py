@@ -32,8 +32,12 @@ class Scored:
 
 
 def softmax_positive(logits: np.ndarray, positive_index: int = 1) -> np.ndarray:
-    """P(class ``positive_index``) from two-class logits, numerically stable."""
-    logits = np.asarray(logits, dtype=np.float64)
+    """P(class ``positive_index``) from two-class logits, numerically stable.
+
+    Computed in the logits' own precision (float32), as PyTorch does for the reference
+    scores: in float64 a near-saturated model's tied scores split differently, and
+    ranking metrics (ROC-AUC) stop matching PyTorch's on small splits."""
+    logits = np.asarray(logits)
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     return np.asarray(exp[:, positive_index] / exp.sum(axis=1))
 
@@ -134,10 +138,9 @@ class ModelRunner:
         return 0
 
     def encode(self, texts: Sequence[str]) -> list[Encoding]:
-        # A text of only links/mentions/emoji normalises to nothing: encode the raw text.
-        return self.tokenizer.encode_batch(
-            [normalize_text(t, self.normalization) or t.strip() for t in texts]
-        )
+        # Exactly the training-time normalisation, even when it leaves nothing (a text of
+        # only links or mentions): anything else would score text the model never saw.
+        return self.tokenizer.encode_batch([normalize_text(t, self.normalization) for t in texts])
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """P(indicators) for each text, in input order."""
