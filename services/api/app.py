@@ -46,6 +46,7 @@ def create_app(
         try:
             yield
         finally:
+            relay.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -53,6 +53,7 @@ class DecisionRelay:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
 
     def _pending(self) -> list[tuple[int, ModeratorDecision]]:
         with self._sessions() as session:
@@ -104,9 +105,14 @@ class DecisionRelay:
             return
         self._loop.call_soon_threadsafe(self._wake.set)
 
+    def stop(self) -> None:
+        """End ``run`` after the current pass (cancellation alone can be lost, below)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 count = await self.publish_pending()
@@ -117,5 +123,8 @@ class DecisionRelay:
             except SQLAlchemyError as exc:
                 log.warning("marking decision events failed, retrying: %s", exc)
             # Woken by a new decision, or the interval passes and failures are retried.
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as the event is set, and the loop never ended.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+                async with asyncio.timeout(self._interval_s):
+                    await self._wake.wait()
