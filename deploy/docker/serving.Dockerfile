@@ -13,18 +13,21 @@ ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_NO_CACHE=1
+RUN pip install "uv==0.13.*" && python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Exactly the packages the wheel ships (pyproject.toml, [tool.hatch.build.targets.wheel]);
 # the `training` package is plain Python here, its heavy dependencies are not installed.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY depdetect ./depdetect
 COPY schemas ./schemas
 COPY services ./services
 COPY training ./training
-RUN pip install ".[serving]"
+# Exactly the locked versions (uv.lock): delivery guarantees depend on library behaviour.
+RUN uv sync --frozen --no-editable --extra serving
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 depdetect \

@@ -4,13 +4,11 @@
 #   docker build -f deploy/docker/training.Dockerfile -t depdetect-training:0.1.0 .
 #   docker run --rm -v "$PWD/var:/work/var" depdetect-training:0.1.0 train all
 #
-# CPU by default: torch comes from PyTorch's CPU wheel index (no CUDA libraries,
-# a much smaller image). For an NVIDIA GPU, either
-#   - build with --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
-#     (the wheel carries the CUDA runtime; the host needs only the driver and the
-#     NVIDIA Container Toolkit) and run with `docker run --gpus all ...`, or
-#   - start from a CUDA base, e.g. --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04,
-#     after installing Python 3.11 or 3.12 into it (that base has no python3.11-slim layout).
+# torch is the version uv.lock pins from PyPI: a CUDA build (several GB) that also runs
+# on CPU. For an NVIDIA GPU, run with `docker run --gpus all ...` (the host needs only
+# the driver and the NVIDIA Container Toolkit), or start from a CUDA base, e.g.
+# --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04, after installing
+# Python 3.11 or 3.12 into it (that base has no python3.11-slim layout).
 #
 # Paths (settings.data.*): outputs under /work/var/training (mount /work/var to keep
 # them); the repo's sample under /work/training/sample_data; the full seed data, when
@@ -19,27 +17,26 @@
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_NO_CACHE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-RUN python -m venv /opt/venv
+RUN pip install "uv==0.13.*" && python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /work
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY depdetect ./depdetect
 COPY schemas ./schemas
 COPY services ./services
 COPY training ./training
-# torch first, from the chosen index; then the training extra from PyPI. The serving
-# extra comes too: export quantizes and evaluates with onnxruntime, which the training
-# extra does not list, and it lets this image check the bundles it builds.
-# Editable, so the checkout layout holds: settings' paths resolve under /work.
-RUN pip install --index-url "${TORCH_INDEX_URL}" torch \
-    && pip install -e ".[training,serving]"
+# Exactly the locked versions (uv.lock), torch included. The serving extra comes too: it
+# lets this image check the bundles it builds. Editable, so the checkout layout holds:
+# settings' paths resolve under /work.
+RUN uv sync --frozen --extra training --extra serving
 
 RUN groupadd --system --gid 10001 depdetect \
     && useradd --system --uid 10001 --gid depdetect --create-home \
