@@ -106,6 +106,10 @@ class ApiSettings(BaseModel):
 class ServiceSettings(BaseModel):
     health_host: str = "127.0.0.1"
     health_port: int = 8081
+    #: Test-only: exit hard (``os._exit(86)``) right after the first batch step of this kind
+    #: that did some work (dead letters acked, rows committed, review events acked, outbox
+    #: marked), before the offsets are committed; the crash-point tests use it.
+    crash_after: Literal["dead_letters", "rows", "reviews", "outbox"] | None = None
 
 
 class AnthropicSettings(BaseModel):

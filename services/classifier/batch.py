@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from depdetect.settings import Settings, StoreUnflagged
 from schemas.messages import Label, ReviewRequest, encode, utcnow
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, bytes | None, dict[str, str]], Awaitable[Any]]
 #: run a blocking call with transient-error retries
 Retry = Callable[..., Awaitable[Any]]
+#: Exit status of a test-only crash point (``ServiceSettings.crash_after``).
+CRASH_EXIT_CODE = 86
+CrashStep = Literal["dead_letters", "rows", "reviews", "outbox"]
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,12 @@ class BatchProcessor:
             records, max_text_chars=self.settings.contract.max_text_chars
         )
         await self._dead_letter(rejected)
+        self._crash_point("dead_letters", bool(rejected))
         started = time.perf_counter()
         rows = await self._classify(accepted)
         classified = time.perf_counter()
         pending = await self.retry(self.store.save_batch, rows)
+        self._crash_point("rows", bool(rows))
         written = time.perf_counter()
         now = time.time()
         for item in accepted:
@@ -97,6 +103,14 @@ class BatchProcessor:
                 "publish": (done - written) * 1000,
             },
         )
+
+    def _crash_point(self, step: CrashStep, did_work: bool) -> None:
+        """Test-only: die right after ``step`` (no clean-up, no offset commit) so the
+        crash-point tests can check what a restart recovers."""
+        if did_work and self.settings.service.crash_after == step:
+            log.error("crash_after=%s: exiting hard (test-only setting)", step)
+            logging.shutdown()
+            os._exit(CRASH_EXIT_CODE)
 
     async def _dead_letter(self, rejected: list[Rejected]) -> None:
         if not rejected:
@@ -202,7 +216,9 @@ class BatchProcessor:
                 for row in pending
             )
         )
+        self._crash_point("reviews", True)
         await self.retry(self.store.mark_published, [row.id for row in pending])
+        self._crash_point("outbox", True)
         self.metrics.reviews_published.inc(len(pending))
         return len(pending)
 
