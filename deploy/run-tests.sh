@@ -29,7 +29,8 @@ export DEPDETECT_TEST_KAFKA="${DEPDETECT_TEST_KAFKA:-$(bash deploy/kafka/kafka.s
 log "set-up took ${SECONDS}s"
 
 log "lint and types"
-uv lock --check --quiet   # uv.lock matches pyproject.toml
+UV="$(command -v uv || echo "$(python3 -m site --user-base)/bin/uv")"
+"$UV" lock --check --quiet   # uv.lock matches pyproject.toml
 .venv/bin/ruff check .
 .venv/bin/mypy depdetect schemas services training
 
