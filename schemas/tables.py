@@ -117,3 +117,38 @@ class ApiTokenRow(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewClaimRow(Base):
+    """A moderator's lease on a flagged result while the review console shows it to them.
+
+    One row per result at most; a claim past ``expires_at`` is free for anyone to take over,
+    so an abandoned tab never keeps an item out of the queue for long.
+    """
+
+    __tablename__ = "review_claims"
+
+    result_id: Mapped[int] = mapped_column(
+        ForeignKey("classification_results.id", ondelete="CASCADE"), primary_key=True
+    )
+    moderator_id: Mapped[str] = mapped_column(String(200))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ConsoleSessionRow(Base):
+    """A signed-in browser of the review console or the dashboard; only a hash is stored.
+
+    The session belongs to the API token it was opened with: revoking the token ends it.
+    """
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
