@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,25 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
     target = tmp_path / "bundle"
     shutil.copytree(bundle, target)
     return target
+
+
+def test_bundle_names_inputs_without_machine_paths(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    """A bundle ships to other machines: inputs by name, rows and hash, never a path."""
+    bundle = tiny_run.exported.bundle_dir
+    manifest = read_manifest(bundle)
+    (entry,) = manifest.training_data["inputs"]
+    assert entry["name"] == "sample.csv"
+    assert entry["rows"] > 0
+    assert len(entry["sha256"]) == 64
+    home = str(Path.home())
+    for name in ("bundle.json", "MODEL_CARD.md"):
+        text = (bundle / name).read_text(encoding="utf-8")
+        # Anything shaped "/a/b" whose top folder exists here is this machine's path (ONNX
+        # node names such as /output/dense/MatMul look alike but name no folder).
+        shaped = re.findall(r"(?<![\w.:/])/(?:[\w.-]+/)+[\w.-]+", text)
+        found = [p for p in shaped if Path("/" + p.split("/")[1]).exists()]
+        assert not found, f"{name} records machine paths: {found[:5]}"
+        assert home not in text and str(bundle.parent) not in text
 
 
 def test_broken_bundles_are_refused(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ from training.finetune.loop import predict_proba
 from training.finetune.run import read_training_info
 from training.finetune.threshold import tune_threshold
 from training.prepare.run import read_split
+from training.provenance import model_reference
 
 PARITY_FILE = "parity.json"
 
@@ -139,7 +140,7 @@ def export_bundle(
     metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
     manifest = BundleManifest(
         model_version="pending",  # write_manifest fills in the content hash
-        base_model=str(info.get("base_model", model_dir)),
+        base_model=model_reference(str(info.get("base_model", model_dir))),
         threshold=threshold,
         max_sequence_length=max_length,
         normalization=normalization,

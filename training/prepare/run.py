@@ -18,6 +18,7 @@ from training.prepare.report import format_report, write_plots
 from training.prepare.sentiment import load_sentiment_corpus
 from training.prepare.split import SPLITS, balance, grouped_split
 from training.prepare.tables import InputSpec, read_labelled, write_table
+from training.provenance import describe_input
 
 METADATA = "metadata.json"
 SPLIT_COLUMNS = (
@@ -59,8 +60,10 @@ def prepare(
 ) -> PreparedData:
     config = config or PrepareConfig()
     frames = [read_labelled(spec) for spec in inputs]
+    sources: list[tuple[str | Path, float]] = [(spec.path, spec.weight) for spec in inputs]
     if sentiment is not None:
         frames.append(load_sentiment_corpus(sentiment, weight=sentiment_weight))
+        sources.append((sentiment, sentiment_weight))
     if not frames:
         raise ConfigurationError("prepare needs at least one input table or the sentiment corpus")
     data = pd.concat(frames, ignore_index=True)
@@ -103,8 +106,11 @@ def prepare(
         "dropped": {**clean_counts, **dup_counts},
         "labels": {str(k): int(v) for k, v in data["label"].value_counts().items()},
         "languages": {str(k): int(v) for k, v in data["language"].value_counts().items()},
-        "inputs": [{"path": str(s.path), "weight": s.weight} for s in inputs]
-        + ([{"path": str(sentiment), "weight": sentiment_weight}] if sentiment else []),
+        # Names, row counts and hashes, never paths: this travels inside the bundle.
+        "inputs": [
+            describe_input(source, rows=len(frame), weight=weight)
+            for (source, weight), frame in zip(sources, frames, strict=True)
+        ],
         "shortcut_auc": {
             "raw": shortcut["shortcut_auc_raw"],
             "normalized": shortcut["shortcut_auc_normalized"],

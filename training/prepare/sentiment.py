@@ -70,6 +70,6 @@ def load_sentiment_corpus(source: str | Path, *, weight: float = 1.0) -> pd.Data
     frame["label"] = 0
     frame["category"] = ""
     frame["source"] = "sentiment_corpus"
-    frame["origin"] = str(source)
+    frame["origin"] = Path(source).name or str(source)  # a name, never a machine path
     frame["weight"] = weight
     return frame[list(COLUMNS)].reset_index(drop=True)
