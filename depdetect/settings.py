@@ -33,9 +33,17 @@ class KafkaSettings(BaseModel):
     client_id: str = "depdetect"
     #: Partitions for topics this project creates (consumer-group members scale up to this).
     partitions: int = Field(default=3, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    #: Replicas per topic partition; None takes it from the cluster: 3 on three or more
+    #: brokers, else as many as there are brokers (1 on a single node).
+    replication_factor: int | None = Field(default=None, ge=1)
+    #: Replicas that must confirm a write (acks=all); None: 2 with three replicas or
+    #: more, else 1. Two of three lets one broker die without losing a confirmed record.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     batch_max_records: int = Field(default=64, ge=1)
     batch_max_wait_ms: int = Field(default=200, ge=0)
+    #: Largest request the producer sends (aiokafka max_request_size); dead letters that
+    #: would be larger are truncated, with the truncation recorded in their headers.
+    max_request_bytes: int = Field(default=1_048_576, ge=10_000)
 
     @field_validator("input_topics", mode="before")
     @classmethod

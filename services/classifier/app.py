@@ -31,6 +31,7 @@ from services.classifier.health import make_health_handler
 from services.classifier.metrics import ServiceMetrics
 from services.classifier.retry import Retrier
 from services.inference.runner import ModelRunner
+from services.kafka.admin import BrokerQuorum, check_topics
 from services.storage.engine import make_engine
 from services.storage.results import ResultStore
 
@@ -47,6 +48,7 @@ class ServiceState:
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     processor: BatchProcessor | None = None
+    quorum: BrokerQuorum | None = None
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
@@ -134,6 +136,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         state.metrics.model_loaded.labels(runner.model_version).set(1)
         if settings.database.auto_migrate:
             await asyncio.to_thread(upgrade, settings.database.url)
+        # One clear line now, rather than batch after batch timing out on bad topics.
+        state.quorum = await check_topics(settings.kafka)
         state.processor = BatchProcessor(
             settings=settings,
             runner=runner,

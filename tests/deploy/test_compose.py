@@ -29,6 +29,7 @@ from pydantic.fields import FieldInfo
 from sqlalchemy.engine import make_url
 
 from depdetect.settings import ENV_PREFIX, Settings
+from services.kafka.admin import TopicLayout
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -371,8 +372,12 @@ def test_replicas_equal_partitions(services: dict[str, dict[str, Any]], load_env
     # The classifiers see the same count, and so does the broker's default.
     assert load_env(_environment(services["classifier"])).kafka.partitions == partitions
     assert int(_environment(services["kafka"])["KAFKA_NUM_PARTITIONS"]) == partitions
-    # A topic replicated more than the single broker holds could not be created.
-    assert load_env(topics_env).kafka.replication_factor == 1
+    # A topic replicated more than the single broker holds could not be created: the
+    # replication follows the cluster, and on compose's one broker that is 1 (min ISR 1).
+    layout = TopicLayout.for_cluster(load_env(topics_env).kafka, brokers=1)
+    assert (layout.replication_factor, layout.min_insync_replicas) == (1, 1)
+    classifier = load_env(_environment(services["classifier"])).kafka
+    assert TopicLayout.for_cluster(classifier, brokers=1) == layout, "the check agrees"
 
 
 # ------------------------------------------------------------------ settings

@@ -270,11 +270,12 @@ async def test_database_outage_pauses_and_recovers(
     await _assert_reviews_cover_flags(settings, private_postgres_url)
 
 
-def test_sigterm_exits_cleanly_with_json_logs(
+async def test_sigterm_exits_cleanly_with_json_logs(
     service_settings: Callable[..., Settings], sqlite_url: str, tmp_path: Path
 ) -> None:
     settings = service_settings(sqlite_url)
     settings.log_format = "json"
+    await ensure_topics(settings.kafka)
     service = ServiceProcess(settings, tmp_path / "svc.log").start()
     assert service.terminate() == 0
     lines = [line for line in service.log().splitlines() if line.strip()]
