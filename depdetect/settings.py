@@ -71,6 +71,12 @@ class DatabaseSettings(BaseModel):
     echo: bool = False
     #: Services bring the schema up to date at start (the embedded default needs no extra step).
     auto_migrate: bool = True
+    #: Seconds to wait for a connection (PostgreSQL connect_timeout).
+    connect_timeout_s: int = Field(default=5, ge=1)
+    #: Longest a statement may run before the server cancels it (PostgreSQL statement_timeout)
+    #: and the service's own wait gives up on a call (every database), so that a hanging
+    #: database makes the retries fire instead of blocking the consumer forever.
+    statement_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -111,6 +117,20 @@ class ApiSettings(BaseModel):
     public_url: str = "http://127.0.0.1:8000"
 
 
+class ConsoleSettings(BaseModel):
+    """The moderators' review console and the analysts' dashboard (``/console``, ``/dashboard``)."""
+
+    #: How long a browser stays signed in after exchanging its API token.
+    session_ttl_minutes: int = Field(default=480, ge=1)
+    #: How long opening an item keeps it from other moderators.
+    claim_minutes: int = Field(default=10, ge=1)
+    #: Aggregate cells (pages and /aggregates JSON) with fewer items than this are suppressed.
+    min_cell_size: int = Field(default=10, ge=1)
+    #: Mark the session cookie Secure even when a proxy terminates HTTPS in front of the app
+    #: (requests seen over https get it anyway).
+    secure_cookies: bool = False
+
+
 class ServiceSettings(BaseModel):
     health_host: str = "127.0.0.1"
     health_port: int = 8081
@@ -118,6 +138,13 @@ class ServiceSettings(BaseModel):
     #: that did some work (dead letters acked, rows committed, review events acked, outbox
     #: marked), before the offsets are committed; the crash-point tests use it.
     crash_after: Literal["dead_letters", "rows", "reviews", "outbox"] | None = None
+    #: A record whose batch failed this many times as a whole is processed alone and,
+    #: if it still fails, dead-lettered: nothing is retried forever.
+    max_record_attempts: int = Field(default=5, ge=1)
+    #: /health turns not-ready when records wait and nothing committed for this long.
+    stall_after_s: float = Field(default=120.0, gt=0)
+    #: How often unpublished review events (outbox) are looked for and published.
+    outbox_sweep_interval_s: float = Field(default=30.0, gt=0)
 
 
 class AnthropicSettings(BaseModel):
@@ -130,6 +157,11 @@ class AnthropicSettings(BaseModel):
 class DataSettings(BaseModel):
     seed_dir: Path = REPO_ROOT.parent / "shared" / "data" / "seed"
     sentiment_corpus: Path = REPO_ROOT.parent / "shared" / "data" / "multilingual_sentiments"
+    #: Human-labelled tables (``*.csv``, ``text|label|language|source``) that
+    #: ``train prepare --real-train`` adds to the inputs.
+    real_train_dir: Path = REPO_ROOT.parent / "shared" / "data" / "real" / "train"
+    #: Cross-domain dev suite: for reporting only (never trained or tuned on).
+    dev_suite_dir: Path = REPO_ROOT.parent / "shared" / "data" / "real" / "dev"
     #: Holds sample.csv, which the demo trains its small bundle on.
     sample_dir: Path = REPO_ROOT / "training" / "sample_data"
     work_dir: Path = REPO_ROOT / "var" / "training"
@@ -149,12 +181,42 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     log_level: str = "INFO"
     #: "text" for people, "json" (one object per line) for log pipelines.
     log_format: Literal["text", "json"] = "text"
+
+    def to_env(self) -> dict[str, str]:
+        """The ``DEPDETECT_*`` variables that make a child process build these settings
+        (fields left at None are omitted: their variable must be absent)."""
+        env: dict[str, str] = {}
+
+        def walk(model: BaseModel, prefix: str) -> None:
+            for name in type(model).model_fields:
+                value = getattr(model, name)
+                key = f"{prefix}{name.upper()}"
+                if isinstance(value, BaseModel):
+                    walk(value, f"{key}__")
+                elif value is not None:
+                    env[key] = _env_value(value)
+
+        walk(self, ENV_PREFIX)
+        return env
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, list | dict | tuple):
+        return json.dumps(value)
+    return str(value)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -195,12 +195,17 @@ def stats(
         dimensions = [Dimension(b) for b in by or ["day"]]
     except ValueError as exc:
         raise fail(f"--by takes {', '.join(d.value for d in Dimension)}: {exc}") from exc
+    # No small-cell suppression here: whoever runs this holds the database credentials
+    # and could read every row anyway; suppression guards the analysts' API and dashboard.
     with open_sessions(settings.database) as sessions, sessions() as session:
         flags = flag_counts_public(
             flag_counts(session=session, scope=scope, by=dimensions),
             has_denominator=settings.storage.store_unflagged is not StoreUnflagged.NOTHING,
+            min_cell_size=1,
         )
-        outcomes = outcomes_public(decision_outcomes(session=session, scope=scope))
+        outcomes = outcomes_public(
+            decision_outcomes(session=session, scope=scope), min_cell_size=1
+        )
     if as_json:
         typer.echo(
             json.dumps(

@@ -82,13 +82,20 @@ class ResultDetailPublic(ResultPublic):
     decisions: list[DecisionPublic]
 
 
+SUPPRESSED_DESCRIPTION = (
+    "True when the cell counts fewer items than console.min_cell_size (k, default 10): "
+    "its figures are then null, so that narrow filters cannot single out one person."
+)
+
+
 class FlagCountPublic(BaseModel):
     day: str | None = Field(default=None, description="UTC date, when grouped by day.")
     language: str | None = None
     source: str | None = None
     model_version: str | None = None
-    classified: int = Field(description="Stored results in the group.")
-    flagged: int
+    suppressed: bool = Field(description=SUPPRESSED_DESCRIPTION)
+    classified: int | None = Field(description="Stored results in the group.")
+    flagged: int | None
     flag_rate: float | None = Field(
         description="flagged / classified; null when the service stores flagged rows only "
         "(storage.store_unflagged=nothing), where no denominator exists."
@@ -102,12 +109,16 @@ class FlagCountsPublic(BaseModel):
 
 class OutcomePublic(BaseModel):
     model_version: str
-    flagged: int
-    pending: int
-    decided: int
-    confirmed: int
-    not_indicators: int
-    escalated: int
+    language: str | None = Field(
+        default=None, description="Set when grouped by language (by_language=true)."
+    )
+    suppressed: bool = Field(description=SUPPRESSED_DESCRIPTION + " The cell size is flagged.")
+    flagged: int | None
+    pending: int | None
+    decided: int | None
+    confirmed: int | None
+    not_indicators: int | None
+    escalated: int | None
     precision: float | None = Field(
         description="confirmed / (confirmed + not_indicators) by the latest decisions; "
         "null before any judged flag."
@@ -117,3 +128,37 @@ class OutcomePublic(BaseModel):
 class OutcomesPublic(BaseModel):
     data: list[OutcomePublic]
     count: int
+
+
+class ScoreBinPublic(BaseModel):
+    low: float
+    high: float
+    current: int | None = Field(description="Results in the last N days; null when suppressed.")
+    previous: int | None = Field(description="Results in the N days before; null when suppressed.")
+
+
+class ScoreDriftPublic(BaseModel):
+    """Score histograms of [until-2N, until-N) and [until-N, until): a change of shape
+    between the two is drift (in the texts or in the model)."""
+
+    previous_since: AwareDatetime
+    current_since: AwareDatetime
+    until: AwareDatetime
+    min_cell_size: int
+    bins: list[ScoreBinPublic]
+
+
+class ReviewDayPublic(BaseModel):
+    day: str = Field(description="UTC date of the first decisions.")
+    suppressed: bool = Field(description=SUPPRESSED_DESCRIPTION)
+    reviewed: int | None
+    median_hours: float | None = Field(description="Classification to first decision.")
+    p90_hours: float | None
+
+
+class ReviewTimesPublic(BaseModel):
+    suppressed: bool = Field(description="The backlog figures are withheld (fewer than k).")
+    pending: int | None = Field(description="Flags waiting for a first decision.")
+    oldest_pending_hours: float | None
+    min_cell_size: int
+    days: list[ReviewDayPublic]

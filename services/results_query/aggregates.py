@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from schemas.messages import Decision
-from schemas.tables import ResultRow
+from schemas.tables import DecisionRow, ResultRow, ReviewStatus
 from services.results_query.filters import ResultScope
 from services.results_query.latest import latest_decisions
 
@@ -38,6 +38,8 @@ class FlagCount:
 @dataclass(frozen=True, kw_only=True)
 class DecisionOutcome:
     model_version: str
+    #: Set when the outcomes are grouped by language as well.
+    language: str | None = None
     flagged: int
     pending: int
     confirmed: int
@@ -101,12 +103,17 @@ def _tally(latest_decision: Any, value: Decision) -> ColumnElement[Any]:
     return func.coalesce(func.sum(case((latest_decision == value.value, 1), else_=0)), 0)
 
 
-def decision_outcomes(*, session: Session, scope: ResultScope) -> list[DecisionOutcome]:
-    """Per model version: how the latest decisions on its flags came out."""
+def decision_outcomes(
+    *, session: Session, scope: ResultScope, by_language: bool = False
+) -> list[DecisionOutcome]:
+    """Per model version (and language): how the latest decisions on its flags came out."""
     latest = latest_decisions()
+    groups: list[Any] = [ResultRow.model_version]
+    if by_language:
+        groups.append(ResultRow.language)
     stmt = scope.apply(
         select(
-            ResultRow.model_version,
+            *groups,
             func.count().label("flagged"),
             func.coalesce(func.sum(case((latest.c.decision.is_(None), 1), else_=0)), 0).label(
                 "pending"
@@ -119,10 +126,11 @@ def decision_outcomes(*, session: Session, scope: ResultScope) -> list[DecisionO
         .outerjoin(latest, latest.c.result_id == ResultRow.id)
         .where(ResultRow.flagged.is_(True))
     )
-    stmt = stmt.group_by(ResultRow.model_version).order_by(ResultRow.model_version)
+    stmt = stmt.group_by(*groups).order_by(*groups)
     return [
         DecisionOutcome(
             model_version=r.model_version,
+            language=r.language if by_language else None,
             flagged=int(r.flagged),
             pending=int(r.pending),
             confirmed=int(r.confirmed),
@@ -131,3 +139,133 @@ def decision_outcomes(*, session: Session, scope: ResultScope) -> list[DecisionO
         )
         for r in session.execute(stmt)
     ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreBin:
+    #: Scores in [low, high); the last bin includes 1.0.
+    low: float
+    high: float
+    current: int
+    previous: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreDrift:
+    """Score histograms of two adjacent windows of equal length: a shifted shape is drift."""
+
+    current_since: datetime
+    until: datetime
+    previous_since: datetime
+    bins: list[ScoreBin]
+
+
+def score_drift(
+    *, session: Session, scope: ResultScope, until: datetime, days: int, bins: int
+) -> ScoreDrift:
+    """``scope``'s own time bounds are ignored: the windows are [until-2N, until-N) and
+    [until-N, until). Unflagged rows count only when the service stores them."""
+    window = timedelta(days=days)
+    current_since, previous_since = until - window, until - 2 * window
+    # Bin edges as a CASE: portable, where CAST rounds on PostgreSQL and truncates on SQLite.
+    index = case(
+        *((ResultRow.score < (i + 1) / bins, i) for i in range(bins - 1)), else_=bins - 1
+    )
+    period = case((ResultRow.classified_at >= current_since, "current"), else_="previous")
+    unbounded = scope.model_copy(update={"since": None, "until": None})
+    stmt = unbounded.apply(
+        select(index.label("bin"), period.label("period"), func.count().label("n"))
+        .select_from(ResultRow)
+        .where(ResultRow.classified_at >= previous_since, ResultRow.classified_at < until)
+    ).group_by(index, period)
+    counts = {(int(r.bin), str(r.period)): int(r.n) for r in session.execute(stmt)}
+    return ScoreDrift(
+        current_since=current_since,
+        until=until,
+        previous_since=previous_since,
+        bins=[
+            ScoreBin(
+                low=i / bins,
+                high=(i + 1) / bins,
+                current=counts.get((i, "current"), 0),
+                previous=counts.get((i, "previous"), 0),
+            )
+            for i in range(bins)
+        ],
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewDay:
+    """Flags first decided on one UTC day, and how long after classification that was."""
+
+    day: str
+    reviewed: int
+    median_hours: float
+    p90_hours: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewTimes:
+    #: Flagged results still waiting for a first decision (in scope).
+    pending: int
+    oldest_pending_at: datetime | None
+    days: list[ReviewDay]
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    # Nearest rank: a value that occurred, no interpolation between two people's times.
+    rank = max(0, min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1))))
+    return sorted_values[rank]
+
+
+def review_times(*, session: Session, scope: ResultScope) -> ReviewTimes:
+    """The backlog now, and the time from classification to first decision per day."""
+    pending_stmt = scope.apply(
+        select(func.count(), func.min(ResultRow.classified_at))
+        .select_from(ResultRow)
+        .where(ResultRow.flagged.is_(True), ResultRow.review_status == ReviewStatus.PENDING.value)
+    )
+    pending, oldest = session.execute(pending_stmt).one()
+    first = (
+        select(
+            DecisionRow.result_id.label("result_id"),
+            func.min(DecisionRow.decided_at).label("decided_at"),
+        )
+        .group_by(DecisionRow.result_id)
+        .subquery("first_decision")
+    )
+    # Per-result times are read and summarised here: quantiles have no portable SQL form.
+    rows = session.execute(
+        scope.apply(
+            select(ResultRow.classified_at, first.c.decided_at)
+            .select_from(ResultRow)
+            .join(first, first.c.result_id == ResultRow.id)
+        )
+    ).all()
+    per_day: dict[str, list[float]] = {}
+    for classified_at, decided_at in rows:
+        decided = _aware(decided_at)
+        hours = max(0.0, (decided - _aware(classified_at)).total_seconds() / 3600)
+        per_day.setdefault(decided.date().isoformat(), []).append(hours)
+    days = []
+    for day in sorted(per_day):
+        values = sorted(per_day[day])
+        days.append(
+            ReviewDay(
+                day=day,
+                reviewed=len(values),
+                median_hours=_quantile(values, 0.5),
+                p90_hours=_quantile(values, 0.9),
+            )
+        )
+    return ReviewTimes(
+        pending=int(pending),
+        oldest_pending_at=_aware(oldest) if oldest is not None else None,
+        days=days,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite returns naive UTC wall-clock times.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -141,4 +141,6 @@ def test_openapi_document_in_the_repo_is_current(cli: typer.Typer) -> None:
         "/results/{result_id}/decisions",
         "/aggregates/flags",
         "/aggregates/outcomes",
+        "/aggregates/scores",
+        "/aggregates/reviews",
     }
