@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,12 +90,6 @@ def _child_env(settings: Settings, bundle: Path) -> dict[str, str]:
     }
 
 
-def _metrics(port: int) -> dict[str, float]:
-    from services.classifier.metrics import scrape_totals
-
-    return scrape_totals(f"http://127.0.0.1:{port}/metrics")
-
-
 def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,6 +128,57 @@ async def _publish(settings: Settings, run_id: str) -> DemoRun:
     return DemoRun(run_id, len(messages), len(MALFORMED))
 
 
+@dataclass
+class StreamCounts:
+    """What the stream did with one demo run, read once it has drained.
+
+    Every figure comes from a source that is final once the consumer group's committed
+    offsets reach the end of what was published: offsets (what was consumed), the
+    dead-letter topic, the database and the review topic. A figure that could not be
+    read is a string saying why, never a silent 0.
+    """
+
+    consumed: int | str
+    dead_letter_reasons: list[str] | str
+    flagged_by_language: Counter[str] | str
+    reviews: list[dict[str, Any]] | str
+
+    @property
+    def classified(self) -> int | str:
+        if isinstance(self.consumed, str):
+            return self.consumed
+        if isinstance(self.dead_letter_reasons, str):
+            return f"unknown: {self.dead_letter_reasons}"
+        return self.consumed - len(self.dead_letter_reasons)
+
+
+def _readable(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except Exception as exc:  # shown in the summary instead of a made-up 0
+        return f"could not be read ({type(exc).__name__}: {exc})"
+
+
+async def _wait_drained(
+    settings: Settings, published_to: dict[int, int], proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Until the service has committed every offset up to what this run published."""
+    from services.kafka.reading import committed_offsets
+
+    kafka = settings.kafka
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError(f"the service exited ({proc.returncode}); see {log}")
+        committed = await committed_offsets(
+            kafka.bootstrap_servers, kafka.consumer_group, kafka.input_topics[0]
+        )
+        if all(committed.get(p, 0) >= end for p, end in published_to.items()):
+            return
+        await asyncio.sleep(0.5)
+    raise DemoError(f"the service did not consume the stream in time; see {log}")
+
+
 async def _review_events(settings: Settings, run_id: str) -> list[dict[str, Any]]:
     from services.kafka.reading import read_topic
 
@@ -141,54 +187,85 @@ async def _review_events(settings: Settings, run_id: str) -> list[dict[str, Any]
     return [e for e in events if e["message_id"].startswith(f"demo-{run_id}-")]
 
 
-async def _dead_letter_reasons(settings: Settings, run_id: str) -> list[str]:
+async def _dead_letter_reasons(
+    settings: Settings, before: dict[int, int], after: dict[int, int]
+) -> list[str]:
+    """Reasons of the dead letters whose source record this run published."""
     from services.kafka.reading import read_topic
 
+    topic = settings.kafka.input_topics[0]
     records = await read_topic(settings.kafka.bootstrap_servers, settings.kafka.dead_letter_topic)
-    mine = f"demo-{run_id}-bad-".encode()
-    return [json.loads(r.value)["reason"] for r in records if (r.key or b"").startswith(mine)]
+    by_source: dict[tuple[int, int], str] = {}
+    for record in records:
+        letter = json.loads(record.value)
+        partition, offset = letter["source_partition"], letter["source_offset"]
+        if letter["source_topic"] == topic and before.get(partition, 0) <= offset < after.get(
+            partition, 0
+        ):
+            by_source[(partition, offset)] = letter["reason"]  # a replayed one counts once
+    return list(by_source.values())
 
 
-def _summary(
-    settings: Settings,
-    run: DemoRun,
-    metrics: dict[str, float],
-    reviews: list[dict[str, Any]],
-    reasons: list[str],
-    console: Console,
-    elapsed: float,
-) -> None:
+def _flagged_by_language(settings: Settings, run_id: str) -> Counter[str]:
     from sqlalchemy import create_engine, select
 
     from schemas.tables import ResultRow
 
     engine = create_engine(settings.database.url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(ResultRow.language, ResultRow.flagged).where(
-                ResultRow.message_id.like(f"demo-{run.run_id}-%")
-            )
-        ).all()
-    engine.dispose()
-    flagged_by_lang = Counter(lang for lang, flagged in rows if flagged)
-    classified = int(metrics.get("depdetect_classified_total", 0))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(ResultRow.language).where(
+                    ResultRow.message_id.like(f"demo-{run_id}-%"), ResultRow.flagged.is_(True)
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return Counter(lang or "unknown" for (lang,) in rows)
+
+
+def _stream_counts(
+    settings: Settings, run: DemoRun, before: dict[int, int], after: dict[int, int]
+) -> StreamCounts:
+    return StreamCounts(
+        consumed=sum(end - before.get(p, 0) for p, end in after.items()),
+        dead_letter_reasons=_readable(
+            lambda: asyncio.run(_dead_letter_reasons(settings, before, after))
+        ),
+        flagged_by_language=_readable(lambda: _flagged_by_language(settings, run.run_id)),
+        reviews=_readable(lambda: asyncio.run(_review_events(settings, run.run_id))),
+    )
+
+
+def _count(value: Sized | str) -> str:
+    return value if isinstance(value, str) else str(len(value))
+
+
+def _summary(
+    settings: Settings, run: DemoRun, counts: StreamCounts, console: Console, elapsed: float
+) -> None:
+    flagged = counts.flagged_by_language
+    reviews = counts.reviews
     table = Table(title=f"demo run {run.run_id}: what happened", show_header=False)
     table.add_row("texts published", str(run.published))
     table.add_row("malformed records published", str(run.malformed))
-    table.add_row("texts classified", str(classified))
-    table.add_row("flagged for review", str(sum(flagged_by_lang.values())))
+    table.add_row("texts classified", str(counts.classified))
     table.add_row(
-        "  by language", ", ".join(f"{k} {v}" for k, v in sorted(flagged_by_lang.items()))
+        "flagged for review", flagged if isinstance(flagged, str) else str(flagged.total())
     )
+    if not isinstance(flagged, str):
+        table.add_row("  by language", ", ".join(f"{k} {v}" for k, v in sorted(flagged.items())))
+    table.add_row("dead-lettered (with reason)", _count(counts.dead_letter_reasons))
     table.add_row(
-        "dead-lettered (with reason)", str(int(metrics.get("depdetect_dead_lettered_total", 0)))
+        "review events on the broker",
+        reviews if isinstance(reviews, str) else str(len({e["message_id"] for e in reviews})),
     )
-    table.add_row("review events on the broker", str(len(reviews)))
     table.add_row("time", f"{elapsed:.1f} s")
     console.print(table)
-    for reason in reasons:
-        console.print(f"  dead letter: {reason}", markup=False)
-    for event in reviews[:3]:
+    if not isinstance(counts.dead_letter_reasons, str):
+        for reason in counts.dead_letter_reasons:
+            console.print(f"  dead letter: {reason}", markup=False)
+    for event in [] if isinstance(reviews, str) else reviews[:3]:
         text = (event.get("text") or "")[:90]
         console.print(
             f"  review event: score {event['score']:.2f} [{event['language']}] "
@@ -226,28 +303,18 @@ def run_demo(settings: Settings, *, offline: bool = True, port: int = 8091) -> N
     try:
         _wait_ready(proc, port, 120, log)
         console.print(f"classifier service running (pid {proc.pid}, log {log})")
-        before = _metrics(port)
+        from services.kafka.reading import end_offsets
+
+        bootstrap, topic = settings.kafka.bootstrap_servers, settings.kafka.input_topics[0]
+        before = asyncio.run(end_offsets(bootstrap, topic))
         run = asyncio.run(_publish(settings, uuid.uuid4().hex[:6]))
         console.print(
             f"published {run.published} texts in six languages + {run.malformed} malformed"
         )
-        expected = run.published + run.malformed
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            now = _metrics(port)
-            if (
-                now.get("depdetect_consumed_total", 0) - before.get("depdetect_consumed_total", 0)
-                >= expected
-            ):
-                break
-            time.sleep(0.5)
-        else:
-            raise DemoError(f"the service did not consume the stream in time; see {log}")
-        after = _metrics(port)
-        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        reviews = asyncio.run(_review_events(settings, run.run_id))
-        reasons = asyncio.run(_dead_letter_reasons(settings, run.run_id))
-        _summary(settings, run, delta, reviews, reasons, console, time.monotonic() - started)
+        after = asyncio.run(end_offsets(bootstrap, topic))
+        asyncio.run(_wait_drained(settings, after, proc, log))
+        counts = _stream_counts(settings, run, before, after)
+        _summary(settings, run, counts, console, time.monotonic() - started)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

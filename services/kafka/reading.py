@@ -1,10 +1,11 @@
-"""Read a whole topic from the beginning, without a consumer group (tools, demo, tests)."""
+"""Read topics and offsets without joining a consumer group (tools, demo, tests)."""
 
 from __future__ import annotations
 
 import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 
 async def read_topic(
@@ -21,12 +22,7 @@ async def read_topic(
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            # Metadata for a topic this client never asked about arrives on request.
-            consumer._client.add_topic(topic)
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = await _partitions(consumer, topic)
         if not partitions:
             return []
         consumer.assign([TopicPartition(topic, p) for p in partitions])
@@ -46,3 +42,36 @@ async def read_topic(
         return out
     finally:
         await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The next offset to be written, per partition of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """What consumer group ``group`` has committed on ``topic`` (absent: nothing yet)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        # Metadata for a topic this client never asked about arrives on request.
+        consumer._client.add_topic(topic)
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    return set(partitions)

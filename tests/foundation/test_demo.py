@@ -14,7 +14,7 @@ import pytest
 from depdetect.demo import DEMO_STREAM
 from depdetect.settings import KafkaSettings
 from services.inference.runner import ModelRunner
-from tests.service.harness import free_port, settings_env
+from tests.service.harness import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -39,7 +39,7 @@ def test_demo_streams_the_sample_and_summarises(
         database={"url": sqlite_url},
         model={"bundle_path": tiny_bundle, "threshold": scores[len(scores) // 2]},
     )
-    env = {**os.environ, **settings_env(settings), "COLUMNS": "120"}
+    env = {**os.environ, **settings.to_env(), "COLUMNS": "120"}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "depdetect"), "demo", "--port", str(free_port())],
         env=env,
@@ -60,3 +60,4 @@ def test_demo_streams_the_sample_and_summarises(
     assert _row(out, "review events on the broker") == flagged
     assert out.count("dead letter:") == 3
     assert "never a diagnosis" in out
+    assert "could not be read" not in out
