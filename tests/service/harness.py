@@ -28,33 +28,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process build exactly these settings."""
-    k = settings.kafka
-    env = {
-        "DEPDETECT_KAFKA__BOOTSTRAP_SERVERS": k.bootstrap_servers,
-        "DEPDETECT_KAFKA__INPUT_TOPICS": ",".join(k.input_topics),
-        "DEPDETECT_KAFKA__REVIEW_TOPIC": k.review_topic,
-        "DEPDETECT_KAFKA__DEAD_LETTER_TOPIC": k.dead_letter_topic,
-        "DEPDETECT_KAFKA__DECISION_TOPIC": k.decision_topic,
-        "DEPDETECT_KAFKA__CONSUMER_GROUP": k.consumer_group,
-        "DEPDETECT_KAFKA__BATCH_MAX_RECORDS": str(k.batch_max_records),
-        "DEPDETECT_KAFKA__BATCH_MAX_WAIT_MS": str(k.batch_max_wait_ms),
-        "DEPDETECT_MODEL__INFERENCE_BATCH_SIZE": str(settings.model.inference_batch_size),
-        "DEPDETECT_MODEL__INTRA_OP_THREADS": str(settings.model.intra_op_threads),
-        "DEPDETECT_DATABASE__URL": settings.database.url,
-        "DEPDETECT_STORAGE__STORE_UNFLAGGED": settings.storage.store_unflagged.value,
-        "DEPDETECT_CONTRACT__MAX_TEXT_CHARS": str(settings.contract.max_text_chars),
-        "DEPDETECT_LOG_LEVEL": "INFO",
-        "DEPDETECT_LOG_FORMAT": settings.log_format,
-    }
-    if settings.model.bundle_path:
-        env["DEPDETECT_MODEL__BUNDLE_PATH"] = str(settings.model.bundle_path)
-    if settings.model.threshold is not None:
-        env["DEPDETECT_MODEL__THRESHOLD"] = repr(settings.model.threshold)
-    return env
-
-
 @dataclass
 class ServiceProcess:
     settings: Settings
@@ -63,7 +36,9 @@ class ServiceProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, ready_timeout: float = 90.0) -> ServiceProcess:
-        env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
+        # Exactly these settings: no DEPDETECT_* of the test's own environment leaks in.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("DEPDETECT_")}
+        env = {**inherited, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [DEPDETECT, "serve", "--port", str(self.port)],
@@ -91,6 +66,14 @@ class ServiceProcess:
 
     def metric(self, name: str) -> float:
         return scrape_totals(f"http://127.0.0.1:{self.port}/metrics").get(name, 0.0)
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit status once the process ends by itself (a crash point, a fatal error)."""
+        assert self.proc is not None
+        try:
+            return int(self.proc.wait(timeout))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout}s:\n{self.log()}") from None
 
     def kill(self) -> None:
         assert self.proc is not None
