@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -72,22 +74,21 @@ class ContractModel(BaseModel):
     #: Name of the message kind in JSON Schema files and dead-letter reasons.
     kind: ClassVar[str] = "message"
 
-    schema_version: int = Field(
+    # Strict: "1" or 1.0 is a contract error, not silently read as version 1.
+    schema_version: StrictInt = Field(
         default=SCHEMA_VERSION,
-        description=f"Contract version; this release reads {sorted(SUPPORTED_VERSIONS)}.",
+        description=f"Contract version (an integer); this release reads "
+        f"{sorted(SUPPORTED_VERSIONS)}.",
     )
 
-    @field_validator("schema_version", mode="before")
+    @field_validator("schema_version", mode="after")
     @classmethod
-    def _known_version(cls, value: Any) -> Any:
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and value not in SUPPORTED_VERSIONS
-        ):
+    def _known_version(cls, value: int) -> int:
+        if value not in SUPPORTED_VERSIONS:
             raise ValueError(
                 f"unsupported schema_version {value}; this consumer reads "
-                f"{sorted(SUPPORTED_VERSIONS)}"
+                f"{sorted(SUPPORTED_VERSIONS)} (replay the dead letter with "
+                "`depdetect dead-letters replay` once a consumer that reads it runs)"
             )
         return value
 
@@ -208,6 +209,14 @@ class DeadLetter(ContractModel):
     key_b64: str | None = None
     payload_b64: str = Field(description="The original bytes, base64-encoded.")
     headers: dict[str, str] = Field(default_factory=dict)
+    truncated: bool = Field(
+        default=False,
+        description="True when payload, key or headers were cut to fit the broker's maximum "
+        "request size (the original sizes are in original_payload_bytes and the record headers).",
+    )
+    original_payload_bytes: int | None = Field(
+        default=None, ge=0, description="Size of the original payload when it was truncated."
+    )
     dead_lettered_at: AwareDatetime = Field(default_factory=utcnow)
 
 
@@ -253,6 +262,7 @@ def decode(model: type[M], raw: bytes | str, *, max_text_chars: int = DEFAULT_MA
         raise ContractError(
             f"payload must be a JSON object, got {type(data).__name__}", field="payload"
         )
+    _refuse_unencodable(data)
     try:
         return model.model_validate(data, context={"max_text_chars": max_text_chars})
     except ValidationError as exc:
@@ -260,6 +270,38 @@ def decode(model: type[M], raw: bytes | str, *, max_text_chars: int = DEFAULT_MA
         raise ContractError(
             describe_validation_error(exc), field=str(first[0]) if first else None
         ) from exc
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, string) for every key and string value in parsed JSON."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield path, k
+            yield from _strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def _refuse_unencodable(data: dict[str, Any]) -> None:
+    """JSON may escape what Unicode text cannot hold: a lone UTF-16 surrogate
+    (``"\\ud83d"`` without its pair) cannot be encoded, tokenized or stored, and NUL
+    (``"\\u0000"``) cannot be stored in PostgreSQL text. Both are refused here, in every
+    field, so that all databases behave alike and the reason names the field."""
+    for path, text in _strings(data, ""):
+        where = path or "payload"
+        if "\x00" in text:
+            raise ContractError(f"{where}: contains a NUL character (\\u0000)", field=where)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ContractError(
+                f"{where}: contains a lone UTF-16 surrogate at character {exc.start} "
+                f"(U+{ord(text[exc.start]):04X}); send the pair or the character itself",
+                field=where,
+            ) from None
 
 
 def encode(message: ContractModel) -> bytes:

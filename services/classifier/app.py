@@ -5,14 +5,21 @@
 
 Each process joins the consumer group; Kafka spreads the partitions over them.
 Ack policy: offsets are committed after the batch's dead letters, result rows and
-review events are all confirmed (at-least-once); on any error the batch is nacked
-(every partition rewound to its first record) and comes back after a pause.
+review events are all confirmed (at-least-once). What happens on an error is the
+failure policy's (``services.classifier.failure_policy``): poison records are
+dead-lettered inside the batch; a batch that fails as a whole is nacked (every partition
+rewound to its first record) and comes back after a growing pause, and after
+``max_record_attempts`` failures its records are processed one by one; a fatal error
+stops the service with exit status 70.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import random
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +33,15 @@ from prometheus_client import make_asgi_app
 from depdetect.settings import Settings, load_settings
 from schemas.messages import DeadLetter, ReviewRequest
 from schemas.migrate import upgrade
-from services.classifier.batch import BatchProcessor
-from services.classifier.health import make_health_handler
+from services.classifier.batch import BatchOutcome, BatchProcessor
+from services.classifier.failure_policy import (
+    FATAL_EXIT_CODE,
+    Attempts,
+    Fault,
+    classify,
+    describe,
+)
+from services.classifier.health import Progress, make_health_handler
 from services.classifier.metrics import ServiceMetrics
 from services.classifier.retry import Retrier
 from services.inference.runner import ModelRunner
@@ -37,8 +51,15 @@ from services.storage.results import ResultStore
 
 log = logging.getLogger("depdetect.classifier")
 
-#: Pause before a failed batch is fetched again, so a broken dependency is not hammered.
-NACK_PAUSE_S = 2.0
+#: Pause before a failed batch is fetched again (doubling per consecutive failure, up to
+#: the maximum), so that a broken dependency is not hammered.
+NACK_PAUSE_S = 1.0
+NACK_PAUSE_MAX_S = 30.0
+
+
+class BatchFailed(Exception):
+    """What the framework sees of a failed batch: a description without any text (the
+    original exception's message may quote record values, so it is not chained)."""
 
 
 @dataclass
@@ -48,18 +69,28 @@ class ServiceState:
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     processor: BatchProcessor | None = None
+    progress: Progress = field(default_factory=Progress)
+    attempts: Attempts = field(default_factory=lambda: Attempts(5))
+    consecutive_failures: int = 0
+    #: Set when a fatal error stops the service; the process then exits with 70.
+    fatal: str | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
     quorum: BrokerQuorum | None = None
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
     settings = settings or load_settings()
-    state = ServiceState()
+    state = ServiceState(
+        progress=Progress(settings.service.stall_after_s),
+        attempts=Attempts(settings.service.max_record_attempts),
+    )
     kafka = settings.kafka
     broker = KafkaBroker(
         kafka.bootstrap_servers,
         client_id=kafka.client_id,
         acks="all",
         enable_idempotence=True,
+        max_request_size=kafka.max_request_bytes,
         graceful_timeout=30.0,
         logger=log,
     )
@@ -102,12 +133,34 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         assert state.processor is not None
         raw = message.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
+        state.progress.batch_started()
+        if redelivered := state.attempts.seen_before(records):
+            state.metrics.redeliveries.inc(redelivered)
         try:
-            outcome = await state.processor.process(records)
-        except Exception:
-            log.exception("batch of %d failed; it will be redelivered", len(records))
-            await asyncio.sleep(NACK_PAUSE_S)
-            raise
+            outcome = await _process(state.processor, records, state)
+        except Exception as exc:
+            fault = classify(exc)
+            state.metrics.failed_batches.labels(fault.value).inc()
+            state.consecutive_failures += 1
+            await _record_lag(message, state)
+            if fault is Fault.FATAL:
+                _stop_fatally(state, describe(exc))
+                raise BatchFailed(describe(exc)) from None
+            if fault is not Fault.TRANSIENT:
+                state.attempts.failed(records)
+            pause = min(NACK_PAUSE_MAX_S, NACK_PAUSE_S * 2 ** (state.consecutive_failures - 1))
+            # No traceback: the exception's own message may quote record values.
+            log.error(
+                "batch of %d failed (%s: %s); it will be redelivered in %.1fs",
+                len(records),
+                fault.value,
+                describe(exc),
+                pause,
+            )
+            await asyncio.sleep(pause * random.uniform(0.8, 1.2))
+            raise BatchFailed(describe(exc)) from None
+        state.consecutive_failures = 0
+        state.attempts.succeeded(records)
         log.info(
             "batch consumed=%d classified=%d stored=%d flagged=%d dead_lettered=%d reviews=%d %s",
             outcome.consumed,
@@ -118,7 +171,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             outcome.reviews_published,
             " ".join(f"{k}_ms={v:.0f}" for k, v in outcome.timings_ms.items()),
         )
-        await _record_lag(message, state.metrics)
+        state.progress.batch_committed(await _record_lag(message, state))
 
     async def start() -> None:
         if settings.model.bundle_path is None:
@@ -141,9 +194,20 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         state.processor = BatchProcessor(
             settings=settings,
             runner=runner,
-            store=ResultStore(make_engine(settings.database.url, echo=settings.database.echo)),
+            store=ResultStore(
+                make_engine(
+                    settings.database.url,
+                    echo=settings.database.echo,
+                    connect_timeout_s=settings.database.connect_timeout_s,
+                    statement_timeout_s=settings.database.statement_timeout_s,
+                )
+            ),
             publish=publish,
-            retry=Retrier(state.stopping, state.metrics),
+            retry=Retrier(
+                state.stopping,
+                state.metrics,
+                attempt_timeout_s=settings.database.statement_timeout_s,
+            ),
             metrics=state.metrics,
         )
         log.info(
@@ -153,17 +217,42 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             state.processor.threshold,
         )
 
-    async def sweep() -> None:
+    async def sweep_once(older_than_s: float) -> None:
         assert state.processor is not None
-        if swept := await state.processor.sweep_outbox():
-            log.info("published %d review events left over from an earlier run", swept)
+        try:
+            swept = await asyncio.wait_for(
+                state.processor.sweep_outbox(older_than_s=older_than_s),
+                settings.service.outbox_sweep_interval_s + settings.database.statement_timeout_s,
+            )
+        except Exception as exc:  # the next sweep tries again; start-up goes on
+            log.warning("outbox sweep failed, will retry: %s", describe(exc))
+            return
+        if swept:
+            log.info("published %d review events left unpublished earlier", swept)
+
+    async def sweep_periodically() -> None:
+        interval = settings.service.outbox_sweep_interval_s
+        while not state.stopping.is_set():
+            await asyncio.sleep(interval)
+            # Rows younger than the interval may belong to a batch about to publish them.
+            await sweep_once(older_than_s=interval)
+
+    async def sweep() -> None:
+        await sweep_once(older_than_s=0.0)
+        state.tasks.append(asyncio.create_task(sweep_periodically()))
 
     async def stop() -> None:
         state.stopping.set()
+        for task in state.tasks:
+            task.cancel()
 
     async def after_stop() -> None:
         if state.processor is not None:
             state.processor.store.engine.dispose()
+        if state.fatal is not None:
+            log.critical("stopped by a fatal error: %s", state.fatal)
+            logging.shutdown()
+            os._exit(FATAL_EXIT_CODE)
 
     async def broker_ok() -> bool:
         return bool(await broker.ping(timeout=2))
@@ -172,7 +261,12 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         return state.processor is not None and await asyncio.to_thread(state.processor.store.ping)
 
     async def model_ok() -> bool:
-        return state.processor is not None
+        return state.processor is not None and state.fatal is None
+
+    async def progress_ok() -> bool:
+        stalled = state.progress.stalled()
+        state.metrics.stalled.set(1 if stalled else 0)
+        return not stalled
 
     app = AsgiFastStream(
         broker,
@@ -180,7 +274,12 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             (
                 "/health",
                 make_health_handler(
-                    {"broker": broker_ok, "database": database_ok, "model": model_ok}
+                    {
+                        "broker": broker_ok,
+                        "database": database_ok,
+                        "model": model_ok,
+                        "progress": progress_ok,
+                    }
                 ),
             ),
             ("/metrics", make_asgi_app(state.metrics.registry)),
@@ -201,10 +300,34 @@ async def _raw_values(message: StreamMessage[Any]) -> list[bytes]:
     return [r.value or b"" for r in records]
 
 
-async def _record_lag(message: KafkaMessage, metrics: ServiceMetrics) -> None:
+async def _process(
+    processor: BatchProcessor, records: tuple[Any, ...], state: ServiceState
+) -> BatchOutcome:
+    if state.attempts.exhausted(records):
+        log.warning(
+            "batch of %d failed %d times as a whole: processing its records one by one",
+            len(records),
+            state.attempts.limit,
+        )
+        return await processor.process_one_by_one(records)
+    return await processor.process(records)
+
+
+def _stop_fatally(state: ServiceState, reason: str) -> None:
+    """Stop consuming (a graceful shutdown, offsets of this batch uncommitted), then exit 70."""
+    if state.fatal is None:
+        state.fatal = reason
+        log.critical("fatal: %s; stopping the service", reason)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _record_lag(message: KafkaMessage, state: ServiceState) -> int:
+    """Update the lag gauge (after failed batches too); returns the total lag seen."""
+    metrics = state.metrics
     consumer = getattr(message, "consumer", None)
     if consumer is None or not hasattr(consumer, "assignment"):
-        return
+        return 0
+    total = 0
     for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
         if highwater is None:
@@ -213,7 +336,11 @@ async def _record_lag(message: KafkaMessage, metrics: ServiceMetrics) -> None:
             position = await consumer.position(tp)
         except Exception:  # a partition revoked mid-way has no position
             continue
-        metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+        lag = max(0, highwater - position)
+        total += lag
+        metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+    state.progress.lag_seen(total)
+    return total
 
 
 def create_app_from_env() -> AsgiFastStream:

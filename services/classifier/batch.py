@@ -5,11 +5,16 @@ results are committed to the database, review events are confirmed by the broker
 then marked in the outbox — and only after all of that does the caller commit offsets.
 A crash anywhere before the commit replays the batch; idempotent writes and the
 outbox make the replay harmless.
+
+No record can stall the batch (see ``failure_policy``): when scoring or the database
+write fails for a reason that is not transient, the work is bisected until the failure
+is pinned on single records, which are dead-lettered; the rest goes through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import time
@@ -17,11 +22,26 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from aiokafka.errors import MessageSizeTooLargeError
+
 from depdetect.settings import Settings, StoreUnflagged
 from schemas.messages import Label, ReviewRequest, encode, utcnow
 from schemas.tables import ReviewStatus
+from services.classifier.failure_policy import (
+    FatalError,
+    Fault,
+    classify,
+    describe,
+    error_type,
+)
 from services.classifier.metrics import ServiceMetrics
-from services.classifier.records import Accepted, Rejected, sort_records
+from services.classifier.records import (
+    Accepted,
+    Rejected,
+    dead_letter,
+    fit_dead_letter,
+    sort_records,
+)
 from services.inference.language import detect_language
 from services.inference.runner import ModelRunner
 from services.storage.results import PendingReview, ResultStore
@@ -77,14 +97,17 @@ class BatchProcessor:
         accepted, rejected = sort_records(
             records, max_text_chars=self.settings.contract.max_text_chars
         )
-        await self._dead_letter(rejected)
-        self._crash_point("dead_letters", bool(rejected))
+        await self.dead_letter(rejected)
         started = time.perf_counter()
-        rows = await self._classify(accepted)
+        scored, poisoned = await self._score_isolating(accepted)
+        if accepted and len(poisoned) == len(accepted):
+            await self._check_model()
         classified = time.perf_counter()
-        pending = await self.retry(self.store.save_batch, rows)
-        self._crash_point("rows", bool(rows))
+        rows = self._rows(scored, (classified - started) * 1000 / max(1, len(accepted)))
+        pending, refused = await self._write_isolating(rows)
+        self._crash_point("rows", len(refused) < len(rows))
         written = time.perf_counter()
+        await self.dead_letter(poisoned + refused)
         now = time.time()
         for item in accepted:
             self.metrics.end_to_end_seconds.observe(max(0.0, now - item.timestamp_ms / 1000))
@@ -92,10 +115,10 @@ class BatchProcessor:
         done = time.perf_counter()
         return BatchOutcome(
             len(records),
-            len(accepted),
-            len(rows),
-            sum(1 for r in rows if r["flagged"]),
-            len(rejected),
+            len(scored),
+            len(rows) - len(refused),
+            sum(1 for _, r in rows if r["flagged"]),
+            len(rejected) + len(poisoned) + len(refused),
             published,
             {
                 "model": (classified - started) * 1000,
@@ -103,6 +126,36 @@ class BatchProcessor:
                 "publish": (done - written) * 1000,
             },
         )
+
+    async def process_one_by_one(self, records: Sequence[Any]) -> BatchOutcome:
+        """The last resort for a batch that failed as a whole ``max_record_attempts`` times:
+        each record alone; one that still fails (not transiently) is dead-lettered."""
+        totals = [0, 0, 0, 0, 0, 0]
+        for record in records:
+            try:
+                outcome = await self.process([record])
+            except Exception as exc:
+                if classify(exc) in (Fault.TRANSIENT, Fault.FATAL):
+                    raise
+                reason = (
+                    f"failed {self.settings.service.max_record_attempts} times in its batch "
+                    f"and again alone: {describe(exc)}"
+                )
+                await self.dead_letter([dead_letter(record, reason, error_type(exc))])
+                outcome = BatchOutcome(1, 0, 0, 0, 1, 0, {})
+            for i, value in enumerate(
+                (
+                    outcome.consumed,
+                    outcome.classified,
+                    outcome.stored,
+                    outcome.flagged,
+                    outcome.dead_lettered,
+                    outcome.reviews_published,
+                )
+            ):
+                totals[i] += value
+        consumed, classified, stored, flagged, dead, reviews = totals
+        return BatchOutcome(consumed, classified, stored, flagged, dead, reviews, {})
 
     def _crash_point(self, step: CrashStep, did_work: bool) -> None:
         """Test-only: die right after ``step`` (no clean-up, no offset commit) so the
@@ -112,24 +165,16 @@ class BatchProcessor:
             logging.shutdown()
             os._exit(CRASH_EXIT_CODE)
 
-    async def _dead_letter(self, rejected: list[Rejected]) -> None:
+    async def dead_letter(self, rejected: list[Rejected]) -> None:
+        """Publish dead letters (cut to fit the broker's request size) and wait for the acks."""
         if not rejected:
             return
         topic = self.settings.kafka.dead_letter_topic
-        await asyncio.gather(
-            *(
-                self.publish(
-                    topic,
-                    encode(r.dead_letter),
-                    r.key,
-                    {"depdetect-reason": r.dead_letter.reason[:500]},
-                )
-                for r in rejected
-            )
-        )
+        await asyncio.gather(*(self._publish_dead_letter(topic, r) for r in rejected))
+        self._crash_point("dead_letters", True)
         for r in rejected:
             self.metrics.dead_lettered.labels(r.dead_letter.source_topic).inc()
-            # The reason names the field; the payload (the text) is never logged.
+            # The reason names the field or the error class; the payload is never logged.
             log.warning(
                 "dead-lettered %s[%d]@%d: %s",
                 r.dead_letter.source_topic,
@@ -138,51 +183,125 @@ class BatchProcessor:
                 r.dead_letter.reason,
             )
 
-    async def _classify(self, accepted: list[Accepted]) -> list[dict[str, Any]]:
-        if not accepted:
-            return []
+    async def _publish_dead_letter(self, topic: str, rejected: Rejected) -> None:
+        limit = self.settings.kafka.max_request_bytes
+        value, key = fit_dead_letter(rejected, limit)
+        headers = {"depdetect-reason": rejected.dead_letter.reason[:500]}
+        original = len(base64.b64decode(rejected.dead_letter.payload_b64))
+        if len(value) < len(encode(rejected.dead_letter)):
+            headers["depdetect-truncated"] = "true"
+            headers["depdetect-original-size"] = str(original)
+        try:
+            await self.publish(topic, value, key, headers)
+        except MessageSizeTooLargeError:
+            # The estimate of the framing was off: send what always fits, the reason and origin.
+            value, key = fit_dead_letter(rejected, limit // 4)
+            headers["depdetect-truncated"] = "true"
+            headers["depdetect-original-size"] = str(original)
+            await self.publish(topic, value, key, headers)
+
+    async def _score_isolating(
+        self, items: list[Accepted]
+    ) -> tuple[list[tuple[Accepted, float, str | None]], list[Rejected]]:
+        """Scores (and languages) for ``items``; a failure is bisected down to the records
+        that cause it, which come back as dead letters."""
+        if not items:
+            return [], []
         started = time.perf_counter()
-        # onnxruntime releases the GIL: a thread keeps the event loop (heartbeats) alive.
-        scored = await asyncio.to_thread(self.runner.score, [a.message.text for a in accepted])
-        elapsed = time.perf_counter() - started
-        self.metrics.inference_seconds.observe(elapsed)
-        per_text_ms = elapsed * 1000 / len(accepted)
+        try:
+            # onnxruntime releases the GIL: a thread keeps the event loop (heartbeats) alive.
+            scored = await asyncio.to_thread(self._score, [a.message for a in items])
+        except Exception as exc:
+            if classify(exc) in (Fault.TRANSIENT, Fault.FATAL):
+                raise
+            if len(items) == 1:
+                self.metrics.isolated.labels("model").inc()
+                reason = f"the model could not score this text: {describe(exc)}"
+                return [], [dead_letter(items[0].record, reason, error_type(exc))]
+            mid = len(items) // 2
+            left_ok, left_bad = await self._score_isolating(items[:mid])
+            right_ok, right_bad = await self._score_isolating(items[mid:])
+            return left_ok + right_ok, left_bad + right_bad
+        self.metrics.inference_seconds.observe(time.perf_counter() - started)
+        return [(item, s, lang) for item, (s, lang) in zip(items, scored, strict=True)], []
+
+    def _score(self, messages: list[Any]) -> list[tuple[float, str | None]]:
+        results = self.runner.score([m.text for m in messages])
+        return [
+            (r.score, m.language or detect_language(m.text))
+            for m, r in zip(messages, results, strict=True)
+        ]
+
+    async def _check_model(self) -> None:
+        """Every record failed to score: is it them, or the model? A known-good text decides."""
+        try:
+            await asyncio.to_thread(self.runner.score, ["a known good text"])
+        except Exception as exc:
+            raise FatalError(f"the model fails on a known-good text: {describe(exc)}") from exc
+
+    def _rows(
+        self, scored: list[tuple[Accepted, float, str | None]], per_text_ms: float
+    ) -> list[tuple[Accepted, dict[str, Any]]]:
+        if not scored:
+            return []
         classified_at = utcnow()
         store_unflagged = self.settings.storage.store_unflagged
         rows = []
-        for item, result in zip(accepted, scored, strict=True):
+        for item, score, language in scored:
             msg = item.message
-            flagged = result.score >= self.threshold
-            language = msg.language or detect_language(msg.text)
+            flagged = score >= self.threshold
             self.metrics.classified.labels(language).inc()
             if flagged:
                 self.metrics.flagged.labels(language).inc()
             elif store_unflagged is StoreUnflagged.NOTHING:
                 continue
-            rows.append(
-                {
-                    "message_id": msg.message_id,
-                    "score": result.score,
-                    "label": (Label.INDICATORS if flagged else Label.NO_INDICATORS).value,
-                    "flagged": flagged,
-                    "threshold": self.threshold,
-                    "model_version": self.runner.model_version,
-                    "language": language,
-                    "language_detected": msg.language is None,
-                    "source": msg.source,
-                    "author_ref": msg.author_ref,
-                    # Texts are sensitive: only flagged ones are kept, for the moderator.
-                    "text": msg.text if flagged else None,
-                    "submitted_at": msg.created_at,
-                    "classified_at": classified_at,
-                    "inference_ms": per_text_ms,
-                    "source_topic": item.topic,
-                    "source_partition": item.partition,
-                    "source_offset": item.offset,
-                    "review_status": ReviewStatus.PENDING.value if flagged else None,
-                }
-            )
+            row = {
+                "message_id": msg.message_id,
+                "score": score,
+                "label": (Label.INDICATORS if flagged else Label.NO_INDICATORS).value,
+                "flagged": flagged,
+                "threshold": self.threshold,
+                "model_version": self.runner.model_version,
+                "language": language,
+                "language_detected": msg.language is None,
+                "source": msg.source,
+                "author_ref": msg.author_ref,
+                # Texts are sensitive: only flagged ones are kept, for the moderator.
+                "text": msg.text if flagged else None,
+                "submitted_at": msg.created_at,
+                "classified_at": classified_at,
+                "inference_ms": per_text_ms,
+                "source_topic": item.topic,
+                "source_partition": item.partition,
+                "source_offset": item.offset,
+                "review_status": ReviewStatus.PENDING.value if flagged else None,
+            }
+            rows.append((item, row))
         return rows
+
+    async def _write_isolating(
+        self, rows: list[tuple[Accepted, dict[str, Any]]]
+    ) -> tuple[list[PendingReview], list[Rejected]]:
+        """Write rows; rows the database refuses (a value, a constraint) are bisected out
+        and dead-lettered. Each part is its own transaction; replays are idempotent."""
+        if not rows:
+            return [], []
+        try:
+            pending: list[PendingReview] = await self.retry(
+                self.store.save_batch, [row for _, row in rows]
+            )
+            return pending, []
+        except Exception as exc:
+            if classify(exc) in (Fault.TRANSIENT, Fault.FATAL):
+                raise
+            if len(rows) == 1:
+                self.metrics.isolated.labels("database").inc()
+                reason = f"the database refused the result row: {describe(exc)}"
+                return [], [dead_letter(rows[0][0].record, reason, error_type(exc))]
+            mid = len(rows) // 2
+            left_ok, left_bad = await self._write_isolating(rows[:mid])
+            right_ok, right_bad = await self._write_isolating(rows[mid:])
+            return left_ok + right_ok, left_bad + right_bad
 
     def review_event(self, row: PendingReview) -> ReviewRequest:
         return ReviewRequest(
@@ -200,31 +319,40 @@ class BatchProcessor:
             flagged_at=row.classified_at,
         )
 
+    async def _publish_review(self, topic: str, row: PendingReview) -> None:
+        event = self.review_event(row)
+        key = (row.author_ref or row.message_id).encode("utf-8")
+        headers = {"content-type": "application/json"}
+        try:
+            await self.publish(topic, encode(event), key, headers)
+        except MessageSizeTooLargeError:
+            # Too large with the text inline: the moderator fetches it by reference instead.
+            headers["depdetect-text-omitted"] = "too-large"
+            await self.publish(topic, encode(event.model_copy(update={"text": None})), key, headers)
+
     async def publish_reviews(self, pending: list[PendingReview]) -> int:
         """Publish review events, then mark them in the outbox."""
         if not pending:
             return 0
         topic = self.settings.kafka.review_topic
-        await asyncio.gather(
-            *(
-                self.publish(
-                    topic,
-                    encode(self.review_event(row)),
-                    (row.author_ref or row.message_id).encode("utf-8"),
-                    {"content-type": "application/json"},
-                )
-                for row in pending
-            )
-        )
+        await asyncio.gather(*(self._publish_review(topic, row) for row in pending))
         self._crash_point("reviews", True)
         await self.retry(self.store.mark_published, [row.id for row in pending])
         self._crash_point("outbox", True)
         self.metrics.reviews_published.inc(len(pending))
         return len(pending)
 
-    async def sweep_outbox(self) -> int:
-        """Publish reviews of flagged rows left unpublished by an earlier crash."""
+    async def sweep_outbox(self, *, older_than_s: float = 0.0) -> int:
+        """Publish reviews of flagged rows left unpublished by an earlier crash or failure.
+
+        Database calls are made once, not retried: a failure ends this sweep (the caller
+        logs it) and the next periodic sweep tries again.
+        """
         total = 0
-        while pending := await self.retry(self.store.unpublished_reviews, 500):
+        while pending := await asyncio.to_thread(
+            lambda: self.store.unpublished_reviews(500, older_than_s=older_than_s)
+        ):
             total += await self.publish_reviews(pending)
+        age = await asyncio.to_thread(self.store.oldest_unpublished_age_s)
+        self.metrics.outbox_oldest_seconds.set(age)
         return total

@@ -39,6 +39,39 @@ class ServiceMetrics:
             ["dependency"],
             registry=r,
         )
+        self.retries = Counter(
+            "depdetect_retries_total",
+            "Attempts repeated after a transient failure",
+            ["dependency"],
+            registry=r,
+        )
+        self.failed_batches = Counter(
+            "depdetect_failed_batches_total",
+            "Batches that failed as a whole and were rewound for redelivery",
+            ["fault"],
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "depdetect_redeliveries_total",
+            "Records consumed again after their batch failed",
+            registry=r,
+        )
+        self.isolated = Counter(
+            "depdetect_isolated_records_total",
+            "Records pinned as poison by isolation after validation (also dead-lettered)",
+            ["stage"],
+            registry=r,
+        )
+        self.outbox_oldest_seconds = Gauge(
+            "depdetect_outbox_oldest_unpublished_seconds",
+            "Age of the oldest flagged row whose review event is not yet on the broker",
+            registry=r,
+        )
+        self.stalled = Gauge(
+            "depdetect_stalled",
+            "1 while records wait and no batch has committed for longer than the stall limit",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "depdetect_batch_size",
             "Records per consumed batch",

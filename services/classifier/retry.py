@@ -15,6 +15,7 @@ from tenacity import (
 )
 
 from schemas.errors import TransientError
+from services.classifier.failure_policy import describe
 from services.classifier.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -26,20 +27,49 @@ class Retrier:
 
     While it waits, the consumer fetches nothing: consumption pauses by itself and
     resumes once the dependency answers. A shutdown request ends the wait.
+
+    ``attempt_timeout_s`` bounds each attempt: a database that hangs (accepts the
+    connection, never answers) counts as unavailable and the call is retried, instead of
+    blocking the batch forever. The thread of a timed-out attempt cannot be killed; it
+    ends when the driver gives up (statement_timeout, a dropped connection), and its
+    work, if it lands late, is harmless because every write is idempotent.
     """
 
-    def __init__(self, stopping: asyncio.Event, metrics: ServiceMetrics, max_wait: float = 10.0):
+    def __init__(
+        self,
+        stopping: asyncio.Event,
+        metrics: ServiceMetrics,
+        max_wait: float = 10.0,
+        attempt_timeout_s: float | None = None,
+    ):
         self.stopping = stopping
         self.metrics = metrics
         self.max_wait = max_wait
+        self.attempt_timeout_s = attempt_timeout_s
 
     def _stop(self, state: RetryCallState) -> bool:
         return self.stopping.is_set()
 
     def _log(self, state: RetryCallState) -> None:
         self.metrics.transient_errors.labels("database").inc()
+        self.metrics.retries.labels("database").inc()
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("database unavailable (attempt %d), retrying: %s", state.attempt_number, exc)
+        log.warning(
+            "database unavailable (attempt %d), retrying: %s",
+            state.attempt_number,
+            describe(exc) if exc else "?",
+        )
+
+    async def _attempt(self, fn: Callable[..., T], *args: Any) -> T:
+        call = asyncio.to_thread(fn, *args)
+        if self.attempt_timeout_s is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, self.attempt_timeout_s)
+        except TimeoutError as exc:
+            raise TransientError(
+                f"database call took longer than {self.attempt_timeout_s:.0f}s"
+            ) from exc
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         retrying = AsyncRetrying(
@@ -49,4 +79,4 @@ class Retrier:
             before_sleep=self._log,
             reraise=True,
         )
-        return await retrying(asyncio.to_thread, fn, *args)
+        return await retrying(self._attempt, fn, *args)

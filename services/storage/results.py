@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from schemas.errors import TransientError
 from schemas.messages import utcnow
 from schemas.tables import ResultRow
+from services.classifier.failure_policy import database_errors
 
 
 @dataclass(frozen=True)
@@ -78,57 +78,69 @@ class ResultStore:
         """
         if not rows:
             return []
-        try:
-            with Session(self.engine) as session, session.begin():
-                stmt = self._insert(ResultRow).values(list(rows))
-                session.execute(stmt.on_conflict_do_nothing(index_elements=["message_id"]))
-                flagged_ids = [r["message_id"] for r in rows if r["flagged"]]
-                if not flagged_ids:
-                    return []
-                found = session.execute(
-                    select(*_PENDING_COLUMNS)
-                    .where(ResultRow.message_id.in_(flagged_ids))
-                    .where(ResultRow.review_published_at.is_(None))
-                    .order_by(ResultRow.id)
-                ).all()
-                return _pending(found)
-        except (OperationalError, DBAPIError) as exc:
-            if getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError):
-                raise TransientError(f"database unavailable: {exc.orig!r}") from exc
-            raise
+        # Errors are translated at this boundary (services.classifier.failure_policy):
+        # transient -> TransientError, schema -> FatalError, a refused value passes on.
+        with database_errors(), Session(self.engine) as session, session.begin():
+            stmt = self._insert(ResultRow).values(list(rows))
+            session.execute(stmt.on_conflict_do_nothing(index_elements=["message_id"]))
+            flagged_ids = [r["message_id"] for r in rows if r["flagged"]]
+            if not flagged_ids:
+                return []
+            found = session.execute(
+                select(*_PENDING_COLUMNS)
+                .where(ResultRow.message_id.in_(flagged_ids))
+                .where(ResultRow.review_published_at.is_(None))
+                .order_by(ResultRow.id)
+            ).all()
+            return _pending(found)
 
     def mark_published(self, ids: Sequence[int]) -> None:
         if not ids:
             return
-        try:
-            with Session(self.engine) as session, session.begin():
-                session.execute(
-                    update(ResultRow)
-                    .where(ResultRow.id.in_(list(ids)))
-                    .values(review_published_at=utcnow())
-                )
-        except OperationalError as exc:
-            raise TransientError(f"database unavailable: {exc.orig!r}") from exc
+        with database_errors(), Session(self.engine) as session, session.begin():
+            session.execute(
+                update(ResultRow)
+                .where(ResultRow.id.in_(list(ids)))
+                .values(review_published_at=utcnow())
+            )
 
-    def unpublished_reviews(self, limit: int = 500) -> list[PendingReview]:
-        """The outbox sweep: flagged rows whose review event never got confirmed."""
-        try:
-            with Session(self.engine) as session:
-                found = session.execute(
-                    select(*_PENDING_COLUMNS)
-                    .where(ResultRow.flagged.is_(True))
-                    .where(ResultRow.review_published_at.is_(None))
-                    .order_by(ResultRow.id)
-                    .limit(limit)
-                ).all()
-                return _pending(found)
-        except OperationalError as exc:
-            raise TransientError(f"database unavailable: {exc.orig!r}") from exc
+    def unpublished_reviews(
+        self, limit: int = 500, *, older_than_s: float = 0.0
+    ) -> list[PendingReview]:
+        """The outbox sweep: flagged rows whose review event never got confirmed.
+
+        ``older_than_s`` leaves alone rows that a batch in flight is about to publish.
+        """
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with database_errors(), Session(self.engine) as session:
+            found = session.execute(
+                select(*_PENDING_COLUMNS)
+                .where(ResultRow.flagged.is_(True))
+                .where(ResultRow.review_published_at.is_(None))
+                .where(ResultRow.classified_at <= cutoff)
+                .order_by(ResultRow.id)
+                .limit(limit)
+            ).all()
+            return _pending(found)
+
+    def oldest_unpublished_age_s(self) -> float:
+        """Seconds since the oldest flagged row still waiting for its review event (0: none)."""
+        with database_errors(), Session(self.engine) as session:
+            oldest = session.execute(
+                select(func.min(ResultRow.classified_at))
+                .where(ResultRow.flagged.is_(True))
+                .where(ResultRow.review_published_at.is_(None))
+            ).scalar_one_or_none()
+        if oldest is None:
+            return 0.0
+        if oldest.tzinfo is None:  # SQLite returns naive UTC
+            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
+        return max(0.0, (utcnow() - oldest).total_seconds())
 
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
             return True
-        except (OperationalError, DBAPIError):
+        except SQLAlchemyError:
             return False

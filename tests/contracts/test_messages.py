@@ -79,11 +79,17 @@ def test_valid_messages_round_trip_through_json(message: object) -> None:
     assert again == message
 
 
+# Any Unicode text except NUL and lone surrogates, which the wire contract refuses.
+_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+
+
 @given(
-    text=st.text(min_size=1, max_size=300).filter(lambda s: s.strip()),
+    text=st.text(_CHARS, min_size=1, max_size=300).filter(lambda s: s.strip()),
     language=st.sampled_from([None, *LANGUAGES]),
-    source=st.text(min_size=1, max_size=50),
-    meta=st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=10), max_size=3),
+    source=st.text(_CHARS, min_size=1, max_size=50),
+    meta=st.dictionaries(
+        st.text(_CHARS, max_size=10), st.integers() | st.text(_CHARS, max_size=10), max_size=3
+    ),
 )
 @settings(max_examples=150, deadline=None)
 def test_any_valid_submitted_text_round_trips(
@@ -117,6 +123,14 @@ def _payload(**fields: object) -> bytes:
         (_payload(language="xx"), "language", "'en'"),
         (_payload(schema_version=2), "schema_version", "unsupported schema_version 2"),
         (_payload(schema_version="one"), "schema_version", "valid integer"),
+        (_payload(schema_version="1"), "schema_version", "valid integer"),
+        (_payload(schema_version=1.0), "schema_version", "valid integer"),
+        (_payload(schema_version=True), "schema_version", "valid integer"),
+        (_payload(text="so tired \ud83d"), "text", "lone UTF-16 surrogate"),
+        (_payload(text="\ude22\ud83d reversed"), "text", "lone UTF-16 surrogate"),
+        (_payload(text="nul\x00byte"), "text", "NUL character"),
+        (_payload(author_ref="a\x00"), "author_ref", "NUL character"),
+        (_payload(metadata={"note": "\udfff"}), "metadata.note", "surrogate"),
         (_payload(created_at="yesterday"), "created_at", "datetime"),
         (_payload(unexpected=1), "unexpected", "Extra inputs"),
         (b"\xff\xfe{}", "payload", "not valid UTF-8"),
@@ -133,6 +147,11 @@ def test_bad_submitted_text_is_refused_naming_the_problem(
     assert fragment in str(info.value)
     if field != "payload":
         assert str(info.value).startswith(f"{field}:")
+
+
+def test_an_escaped_surrogate_pair_is_one_character_and_accepted() -> None:
+    msg = decode(SubmittedText, b'{"message_id": "m", "text": "so tired \\ud83d\\ude22"}')
+    assert msg.text == "so tired \U0001f622"
 
 
 @given(st.binary(min_size=1, max_size=64))
