@@ -14,7 +14,8 @@ from pathlib import Path
 from schemas.text_normalization import NormalizationSettings
 from training.config import ExportConfig, FinetuneConfig, PrepareConfig
 from training.export.run import ExportResult, export_bundle
-from training.finetune.run import FinetuneResult, finetune
+from training.finetune.result import FinetuneResult
+from training.finetune.run import finetune
 from training.prepare.run import PreparedData, prepare, read_split
 from training.prepare.tables import InputSpec
 

@@ -156,8 +156,12 @@ def finetune(
     eval_steps: EvalSteps = None,
     seed: Seed = 42,
     device: Device = "auto",
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the latest checkpoint in <out>-checkpoints")
+    ] = False,
 ) -> None:
-    """Fine-tune an encoder; tune the decision threshold on validation."""
+    """Fine-tune an encoder (transformers Trainer): CPU, one GPU, or several GPUs under
+    `accelerate launch` / `torchrun`; early stopping on the validation split."""
     from training.finetune.run import finetune as run_finetune
 
     settings = state_settings(ctx)
@@ -182,12 +186,13 @@ def finetune(
             out or settings.data.work_dir / "model",
             config,
             base_model_name=name,
+            resume=resume,
         )
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
     typer.echo(
-        f"model saved to {result.model_dir}; threshold {result.threshold:.4f}; "
-        f"validation f1 {result.validation['f1']:.4f}"
+        f"model saved to {result.model_dir}; validation roc_auc "
+        f"{result.validation['roc_auc']}, f1 at 0.5 {result.validation['f1']:.4f}"
     )
 
 

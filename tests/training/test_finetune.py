@@ -50,25 +50,87 @@ def test_threshold_ignores_a_lucky_precision_spike_below_a_dip() -> None:
 
 
 def test_class_weights_balance_the_labels() -> None:
-    from training.finetune.loop import class_weights
+    from training.finetune.trainer import class_weights
 
     weights = class_weights([0, 0, 0, 1])
     assert weights[0] * 3 == pytest.approx(weights[1] * 1)
 
 
-def test_length_grouped_batches_pad_less(tiny_encoder: Path, sample_csv: Path) -> None:
+def test_row_weights_count_in_the_loss() -> None:
+    import torch
+    from torch.nn import functional as F
+
+    from training.finetune.trainer import weighted_loss
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-1.0, 3.0]])
+    labels = torch.tensor([1, 0, 1])
+    per_row = F.cross_entropy(logits, labels, reduction="none")
+    even = torch.ones(2)
+    # Weight 0 drops a row; weight 2 counts a row twice.
+    dropped = weighted_loss(logits, labels, torch.tensor([1.0, 0.0, 1.0]), even)
+    assert dropped == pytest.approx(float((per_row[0] + per_row[2]) / 2))
+    doubled = weighted_loss(logits, labels, torch.tensor([2.0, 1.0, 1.0]), even)
+    assert doubled == pytest.approx(float((2 * per_row[0] + per_row[1] + per_row[2]) / 4))
+    # Label weights multiply the row weights.
+    by_label = weighted_loss(logits, labels, torch.ones(3), torch.tensor([3.0, 1.0]))
+    assert by_label == pytest.approx(float((per_row[0] + 3 * per_row[1] + per_row[2]) / 5))
+
+
+def test_trainer_loss_uses_the_weight_column(tiny_encoder: Path, sample_csv: Path) -> None:
+    """The Trainer subclass feeds the collator's weight column into the loss."""
     import pandas as pd
-    from transformers import AutoTokenizer
+    import torch
+    from transformers import AutoModelForSequenceClassification
 
     from schemas.text_normalization import NormalizationSettings
-    from training.finetune.data import EncodedTexts, loader
+    from training.finetune.data import EncodedTexts, WeightedCollator
+    from training.finetune.trainer import build_trainer
+    from training.tokenizer_loading import load_tokenizer
+
+    rows = pd.read_csv(sample_csv, sep="|").head(8)
+    tokenizer = load_tokenizer(tiny_encoder)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=2)
+    data = EncodedTexts.from_frame(rows, tokenizer, 64, NormalizationSettings())
+    config = FinetuneConfig(
+        base_model=str(tiny_encoder), class_weights=False, device="cpu", progress=False
+    )
+    trainer = build_trainer(model, tokenizer, data, data, config, Path("unused"))
+    batch = WeightedCollator(tokenizer)([data[i] for i in range(len(data))])
+    model.eval()
+    with torch.no_grad():
+        even = float(trainer.compute_loss(model, batch))
+        first_only = dict(batch, weight=torch.tensor([1.0] + [0.0] * (len(data) - 1)))
+        single = float(trainer.compute_loss(model, first_only))
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        expected = torch.nn.functional.cross_entropy(logits.logits[:1], batch["labels"][:1])
+    assert single == pytest.approx(float(expected), rel=1e-5)
+    assert single != pytest.approx(even, rel=1e-3)
+
+
+def test_length_grouped_batches_pad_less(tiny_encoder: Path, sample_csv: Path) -> None:
+    import pandas as pd
+    from transformers import AutoModelForSequenceClassification
+
+    from schemas.text_normalization import NormalizationSettings
+    from training.finetune.data import EncodedTexts
+    from training.finetune.trainer import build_trainer
+    from training.tokenizer_loading import load_tokenizer
 
     rows = pd.read_csv(sample_csv, sep="|")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    tokenizer = load_tokenizer(tiny_encoder)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=2)
     data = EncodedTexts.from_frame(rows, tokenizer, 128, NormalizationSettings())
 
     def padding(group: bool) -> int:
-        batches = loader(data, tokenizer, 16, train=True, group_by_length=group, seed=0)
+        config = FinetuneConfig(
+            base_model=str(tiny_encoder),
+            batch_size=16,
+            group_by_length=group,
+            device="cpu",
+            progress=False,
+        )
+        trainer = build_trainer(model, tokenizer, data, data, config, Path("unused"))
+        batches = trainer.get_train_dataloader()
         return sum(int((b["attention_mask"] == 0).sum()) for b in batches)
 
     assert padding(True) < padding(False) / 2
@@ -82,12 +144,88 @@ def test_seeded_tiny_runs_are_reproducible(tmp_path: Path, tiny_run, tiny_encode
     config = dataclasses.replace(tiny_finetune_config(tiny_encoder, 7), max_steps=4, eval_steps=2)
     first = finetune(data, tmp_path / "a", config)
     second = finetune(data, tmp_path / "b", config)
-    assert first.threshold == second.threshold
     assert first.validation["roc_auc"] == second.validation["roc_auc"]
     info = json.loads((tmp_path / "a" / "training_info.json").read_text())
     assert info["labels"] == ["no_indicators", "indicators"]
-    assert info["steps"] == 4 and len(info["history"]) == 2
+    assert info["steps"] == 4 and [h["step"] for h in info["history"]] == [2, 4]
     assert (tmp_path / "a" / "tokenizer.json").is_file()
+    # Checkpoints live beside the model directory, which holds only the model.
+    assert sorted(p.name for p in (tmp_path / "a-checkpoints").iterdir())[-1] == "checkpoint-4"
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(
+    tmp_path: Path,
+    tiny_run,  # type: ignore[no-untyped-def]
+    tiny_encoder: Path,
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from training.finetune.run import finetune
+    from training.pipeline import tiny_finetune_config
+
+    class StopAt(TrainerCallback):
+        """Simulates a killed run: training stops after the step-4 checkpoint."""
+
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if state.global_step == 4:
+                control.should_training_stop = True
+            return control
+
+    data = tiny_run.prepared.directory
+    config = dataclasses.replace(
+        tiny_finetune_config(tiny_encoder, 3),
+        max_steps=8,
+        eval_steps=2,
+        early_stopping_patience=100,
+        best_metric="loss",
+    )
+    straight = finetune(data, tmp_path / "straight", config)
+    interrupted = finetune(data, tmp_path / "resumed", config, callbacks=[StopAt()])
+    assert interrupted.steps == 4
+    assert (tmp_path / "resumed-checkpoints" / "checkpoint-4").is_dir()
+    resumed = finetune(data, tmp_path / "resumed", config, resume=True)
+    assert resumed.steps == straight.steps == 8
+    assert [h["step"] for h in resumed.history] == [2, 4, 6, 8]
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    for name, tensor in a.items():
+        torch.testing.assert_close(tensor, b[name], msg=name)
+
+
+def test_resume_without_a_checkpoint_is_refused(
+    tmp_path: Path,
+    tiny_run,  # type: ignore[no-untyped-def]
+    tiny_encoder: Path,
+) -> None:
+    from training.finetune.run import finetune
+    from training.pipeline import tiny_finetune_config
+
+    config = dataclasses.replace(tiny_finetune_config(tiny_encoder, 0), max_steps=2)
+    with pytest.raises(ConfigurationError, match="no checkpoint"):
+        finetune(tiny_run.prepared.directory, tmp_path / "m", config, resume=True)
+
+
+def test_stage_commands_use_prepares_normalization(
+    tmp_path: Path,
+    tiny_run,  # type: ignore[no-untyped-def]
+    tiny_encoder: Path,
+) -> None:
+    """`train finetune` alone reads the normalisation prepare recorded."""
+    import shutil
+
+    from training.finetune.run import finetune
+    from training.pipeline import tiny_finetune_config
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run.prepared.directory, data)
+    metadata = json.loads((data / "metadata.json").read_text())
+    metadata["normalization"]["drop_emoji"] = False
+    (data / "metadata.json").write_text(json.dumps(metadata))
+    config = dataclasses.replace(tiny_finetune_config(tiny_encoder, 0), max_steps=1)
+    result = finetune(data, tmp_path / "m", config)
+    assert result.normalization.drop_emoji is False
 
 
 def test_tiny_run_learns_something(tiny_run) -> None:  # type: ignore[no-untyped-def]

@@ -19,26 +19,22 @@ Scorer = Callable[[Sequence[str]], np.ndarray]
 
 
 def torch_scorer(model_dir: Path, max_length: int, normalization: Any) -> Scorer:
-    import torch
-
-    from schemas.text_normalization import normalize_text
     from training.export.onnx_export import load_for_export
+    from training.finetune.scoring import torch_scores
     from training.tokenizer_loading import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     model = load_for_export(model_dir)
 
-    @torch.no_grad()
     def score(texts: Sequence[str]) -> np.ndarray:
-        batch = tokenizer(
-            [normalize_text(t, normalization) for t in texts],
-            padding=True,
-            truncation=True,
+        return torch_scores(
+            model,
+            tokenizer,
+            texts,
             max_length=max_length,
-            return_tensors="pt",
+            normalization=normalization,
+            batch_size=max(1, len(texts)),
         )
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return torch.softmax(logits.logits, dim=-1)[:, 1].numpy()
 
     return score
 

@@ -7,12 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 
 from schemas.bundle import BundleManifest
-from schemas.text_normalization import NormalizationSettings
 from services.inference.runner import ModelRunner
 from training.bundle_builder import bundle_tokenizer, write_bundle
 from training.config import ExportConfig
@@ -21,12 +18,12 @@ from training.evaluate.metrics import binary_metrics, metrics_by_group
 from training.export.onnx_export import export_onnx, load_for_export
 from training.export.parity import parity
 from training.export.quantize import optimize, quantize
-from training.finetune.data import EncodedTexts
-from training.finetune.loop import predict_proba
-from training.finetune.run import read_training_info
+from training.finetune.result import FinetuneResult
+from training.finetune.scoring import torch_scores
 from training.finetune.threshold import tune_threshold
 from training.prepare.run import read_split
 from training.provenance import model_reference
+from training.tokenizer_loading import load_tokenizer
 
 PARITY_FILE = "parity.json"
 
@@ -60,18 +57,6 @@ def quantization_summary(config: ExportConfig) -> str:
     return "; ".join(parts)
 
 
-def torch_scores(
-    model_dir: Path, texts: list[str], max_length: int, normalization: NormalizationSettings
-) -> np.ndarray:
-    from training.tokenizer_loading import load_tokenizer
-
-    tokenizer = load_tokenizer(model_dir)
-    dataset = EncodedTexts(
-        texts, [0] * len(texts), [1.0] * len(texts), tokenizer, max_length, normalization
-    )
-    return predict_proba(load_for_export(model_dir), dataset, tokenizer, 64, torch.device("cpu"))
-
-
 def export_bundle(
     model_dir: Path,
     data_dir: Path,
@@ -82,9 +67,8 @@ def export_bundle(
     log: bool = True,
 ) -> ExportResult:
     config = config or ExportConfig()
-    info = read_training_info(model_dir)
-    max_length = int(info.get("max_length", 256))
-    normalization = NormalizationSettings(**info.get("normalization", {}))
+    finetuned = FinetuneResult.load(model_dir)
+    max_length, normalization = finetuned.max_length, finetuned.normalization
     work = work_dir or bundle_dir.parent / f"{bundle_dir.name}-build"
     work.mkdir(parents=True, exist_ok=True)
 
@@ -103,7 +87,13 @@ def export_bundle(
 
     rows, n_validation = parity_rows(data_dir, config.parity_texts)
     texts = rows["text"].tolist()
-    reference = torch_scores(model_dir, texts, max_length, normalization)
+    reference = torch_scores(
+        load_for_export(model_dir),
+        load_tokenizer(model_dir),
+        texts,
+        max_length=max_length,
+        normalization=normalization,
+    )
     scorers = {
         name: ModelRunner(
             path, work / "tokenizer.json", normalization=normalization, max_length=max_length
@@ -115,10 +105,9 @@ def export_bundle(
     # Quantization shifts probabilities, so the shipped threshold is re-tuned on the
     # quantized model's validation scores with the same target precision.
     labels = rows["label"].to_numpy()[:n_validation]
-    target = float(info.get("target_precision", 0.95))
+    target = finetuned.target_precision
     threshold = tune_threshold(labels, scores["onnx_int8"][:n_validation], target)
     checks: dict[str, Any] = {name: parity(reference, s, threshold) for name, s in scores.items()}
-    checks["pytorch_threshold"] = info.get("threshold")
     checks["bundle_threshold"] = threshold
     (work / PARITY_FILE).write_text(json.dumps(checks, indent=2) + "\n")
     agreement = checks["onnx_int8"]["label_agreement"]
@@ -140,7 +129,7 @@ def export_bundle(
     metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
     manifest = BundleManifest(
         model_version="pending",  # write_manifest fills in the content hash
-        base_model=model_reference(str(info.get("base_model", model_dir))),
+        base_model=model_reference(finetuned.base_model),
         threshold=threshold,
         max_sequence_length=max_length,
         normalization=normalization,
@@ -152,7 +141,7 @@ def export_bundle(
         },
         metrics={
             "test": test_metrics,
-            "validation": info.get("validation", {}),
+            "validation": finetuned.validation,
             "parity": checks["onnx_int8"],
             "target_precision": target,
             "export": asdict(config),

@@ -1,4 +1,4 @@
-"""Tokenised datasets and batches: dynamic padding, length-grouped sampling."""
+"""Tokenised datasets and batches: texts normalised as at serving time, dynamic padding."""
 
 from __future__ import annotations
 
@@ -8,15 +8,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
+from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from schemas.text_normalization import NormalizationSettings, normalize_text
 
 
+def encode_texts(
+    texts: Sequence[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    normalization: NormalizationSettings,
+) -> list[list[int]]:
+    """Token ids, unpadded: the training side of the train/serve token contract."""
+    normalized = [normalize_text(t, normalization) for t in texts]
+    return list(tokenizer(normalized, truncation=True, max_length=max_length)["input_ids"])
+
+
 class EncodedTexts(Dataset[dict[str, Any]]):
-    """Texts normalised exactly as at serving time, tokenised once, unpadded."""
+    """Texts tokenised once, unpadded, each with its label and loss weight."""
 
     def __init__(
         self,
@@ -27,12 +37,9 @@ class EncodedTexts(Dataset[dict[str, Any]]):
         max_length: int,
         normalization: NormalizationSettings,
     ) -> None:
-        normalized = [normalize_text(t, normalization) for t in texts]
-        encoded = tokenizer(normalized, truncation=True, max_length=max_length)
-        self.input_ids: list[list[int]] = encoded["input_ids"]
-        self.attention_mask: list[list[int]] = encoded["attention_mask"]
-        self.labels = list(labels)
-        self.weights = list(weights)
+        self.input_ids = encode_texts(texts, tokenizer, max_length, normalization)
+        self.labels = [int(label) for label in labels]
+        self.weights = [float(w) for w in weights]
 
     @classmethod
     def from_frame(
@@ -62,7 +69,6 @@ class EncodedTexts(Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {
             "input_ids": self.input_ids[index],
-            "attention_mask": self.attention_mask[index],
             "labels": self.labels[index],
             "weight": self.weights[index],
         }
@@ -70,7 +76,7 @@ class EncodedTexts(Dataset[dict[str, Any]]):
 
 def pad_batch(input_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad to the longest text of the batch (not to 512): dynamic padding."""
-    width = max(len(ids) for ids in input_ids)
+    width = max(1, max(len(ids) for ids in input_ids))
     ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(input_ids), width), dtype=torch.long)
     for row, tokens in enumerate(input_ids):
@@ -79,7 +85,9 @@ def pad_batch(input_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torc
     return {"input_ids": ids, "attention_mask": mask}
 
 
-class _Collator:
+class WeightedCollator:
+    """Rows -> padded tensors plus ``labels`` and the per-row loss ``weight``."""
+
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.pad_id = int(tokenizer.pad_token_id or 0)
 
@@ -88,28 +96,3 @@ class _Collator:
         batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
         batch["weight"] = torch.tensor([row["weight"] for row in rows], dtype=torch.float32)
         return batch
-
-
-def loader(
-    dataset: EncodedTexts,
-    tokenizer: PreTrainedTokenizerBase,
-    batch_size: int,
-    *,
-    train: bool,
-    group_by_length: bool,
-    seed: int,
-) -> DataLoader[dict[str, Any]]:
-    sampler: Sampler[int]
-    if train and group_by_length:
-        # Batches of similar length waste little compute on padding; shuffled by mega-batch.
-        generator = torch.Generator().manual_seed(seed)
-        sampler = LengthGroupedSampler(batch_size, lengths=dataset.lengths, generator=generator)
-    elif train:
-        sampler = torch.utils.data.RandomSampler(
-            dataset, generator=torch.Generator().manual_seed(seed)
-        )
-    else:
-        sampler = SequentialSampler(dataset)
-    return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, collate_fn=_Collator(tokenizer)
-    )

@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModelForSequenceClassification, set_seed
+from transformers import AutoModelForSequenceClassification, TrainerCallback, set_seed
 
-from schemas.messages import Label
+from schemas.errors import ConfigurationError
 from schemas.text_normalization import NormalizationSettings
 from training.config import FinetuneConfig
 from training.evaluate.metrics import binary_metrics, metrics_by_group
 from training.finetune.data import EncodedTexts
-from training.finetune.loop import predict_proba, resolve_device, train_model
-from training.finetune.threshold import tune_threshold
+from training.finetune.result import LABELS, FinetuneResult
+from training.finetune.scoring import torch_scores
+from training.finetune.trainer import build_trainer, evaluation_history
 from training.prepare.run import read_split
+from training.provenance import model_reference
 from training.tokenizer_loading import load_tokenizer
 
-TRAINING_INFO = "training_info.json"
-LABELS = [Label.NO_INDICATORS.value, Label.INDICATORS.value]
+
+def checkpoint_dir_for(out_dir: Path) -> Path:
+    """Checkpoints sit next to the model directory, so the model directory stays small."""
+    return out_dir.parent / f"{out_dir.name}-checkpoints"
 
 
-@dataclass(frozen=True)
-class FinetuneResult:
-    model_dir: Path
-    threshold: float
-    validation: dict[str, Any]
+def prepared_normalization(data_dir: Path) -> NormalizationSettings:
+    """The normalisation prepare used (and audited): fine-tuning must use the same."""
+    path = data_dir / "metadata.json"
+    if not path.is_file():
+        raise ConfigurationError(f"{path} not found: run `depdetect train prepare` first")
+    recorded = json.loads(path.read_text()).get("normalization", {})
+    return NormalizationSettings(**recorded)
 
 
 def finetune(
@@ -37,10 +44,19 @@ def finetune(
     *,
     normalization: NormalizationSettings | None = None,
     base_model_name: str | None = None,
+    resume: bool = False,
+    checkpoint_dir: Path | None = None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune ``config.base_model``; ``base_model_name`` overrides its recorded name."""
+    """Fine-tune ``config.base_model`` on the prepared splits in ``data_dir``.
+
+    ``normalization`` defaults to what prepare recorded; ``base_model_name`` overrides
+    the recorded base model name; ``resume`` continues from the latest checkpoint in
+    ``checkpoint_dir`` (default: ``<out_dir>-checkpoints``), else that folder is cleared.
+    """
     config = config or FinetuneConfig()
-    normalization = normalization or NormalizationSettings()
+    normalization = normalization or prepared_normalization(data_dir)
+    checkpoints = checkpoint_dir or checkpoint_dir_for(out_dir)
     set_seed(config.seed)
     tokenizer = load_tokenizer(config.base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -55,38 +71,51 @@ def finetune(
     train_rows, val_rows = read_split(data_dir, "train"), read_split(data_dir, "validation")
     train = EncodedTexts.from_frame(train_rows, tokenizer, config.max_length, normalization)
     validation = EncodedTexts.from_frame(val_rows, tokenizer, config.max_length, normalization)
-    result = train_model(model, tokenizer, train, validation, config)
-
-    scores = predict_proba(
-        model, validation, tokenizer, config.eval_batch_size, resolve_device(config.device)
+    trainer = build_trainer(
+        model, tokenizer, train, validation, config, checkpoints, callbacks=callbacks
     )
-    threshold = tune_threshold(val_rows["label"].to_numpy(), scores, config.target_precision)
+    if not resume:
+        with trainer.args.main_process_first(local=False):
+            if trainer.is_world_process_zero():
+                shutil.rmtree(checkpoints, ignore_errors=True)
+    try:
+        output = trainer.train(resume_from_checkpoint=True if resume else None)
+    except ValueError as exc:
+        if resume and "checkpoint" in str(exc):
+            raise ConfigurationError(f"--resume: no checkpoint in {checkpoints}") from exc
+        raise
+
+    # The best checkpoint's weights are loaded (load_best_model_at_end); score it once
+    # with the shared PyTorch scorer for the per-language table.
+    best = trainer.accelerator.unwrap_model(trainer.model)
+    scores = torch_scores(
+        best,
+        tokenizer,
+        val_rows["text"].tolist(),
+        max_length=config.max_length,
+        normalization=normalization,
+        batch_size=config.eval_batch_size,
+    )
     labels = val_rows["label"].to_numpy()
-    metrics = binary_metrics(labels, scores, threshold)
-    metrics["per_language"] = metrics_by_group(labels, scores, val_rows["language"], threshold)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.cpu().save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    info = {
-        "base_model": base_model_name or config.base_model,
-        "labels": LABELS,
-        "threshold": threshold,
-        "target_precision": config.target_precision,
-        "max_length": config.max_length,
-        "normalization": normalization.model_dump(),
-        "validation": metrics,
-        "best_checkpoint": result.best,
-        "history": result.history,
-        "steps": result.steps,
-        "train_seconds": round(result.seconds, 2),
-        "config": asdict(config),
-        "data_dir": str(data_dir),
-    }
-    (out_dir / TRAINING_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n")
-    return FinetuneResult(out_dir, threshold, metrics)
-
-
-def read_training_info(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / TRAINING_INFO
-    return json.loads(path.read_text()) if path.is_file() else {}
+    metrics: dict[str, Any] = binary_metrics(labels, scores, 0.5)
+    metrics["per_language"] = metrics_by_group(labels, scores, val_rows["language"], 0.5)
+    state = trainer.state
+    result = FinetuneResult(
+        base_model=base_model_name or model_reference(config.base_model),
+        max_length=config.max_length,
+        normalization=normalization,
+        target_precision=config.target_precision,
+        validation=metrics,
+        best_step=state.best_global_step,
+        history=evaluation_history(state.log_history),
+        steps=state.global_step,
+        train_seconds=round(float(output.metrics.get("train_runtime", 0.0)), 2),
+        config={k: v for k, v in asdict(config).items() if k != "base_model"},
+    )
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(out_dir))  # weights, config and tokenizer
+        result.save(out_dir)
+    else:
+        result._directory = out_dir
+    trainer.accelerator.wait_for_everyone()
+    return result
