@@ -258,13 +258,17 @@ def decode(model: type[M], raw: bytes | str, *, max_text_chars: int = DEFAULT_MA
         raise ContractError(
             f"payload is not valid JSON: {exc.msg} at position {exc.pos}", field="payload"
         ) from exc
+    except RecursionError:  # "[[[[…" a few thousand deep: an attack, not a message
+        raise ContractError("payload nests too deeply", field="payload") from None
     if not isinstance(data, dict):
         raise ContractError(
             f"payload must be a JSON object, got {type(data).__name__}", field="payload"
         )
-    _refuse_unencodable(data)
     try:
+        _refuse_unencodable(data)
         return model.model_validate(data, context={"max_text_chars": max_text_chars})
+    except RecursionError:
+        raise ContractError("payload nests too deeply", field="payload") from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]["loc"]
         raise ContractError(

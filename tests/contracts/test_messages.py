@@ -136,6 +136,7 @@ def _payload(**fields: object) -> bytes:
         (b"\xff\xfe{}", "payload", "not valid UTF-8"),
         (b"{not json", "payload", "not valid JSON"),
         (b"[1, 2]", "payload", "JSON object"),
+        (b"[" * 100_000, "payload", "nests too deeply"),
     ],
 )
 def test_bad_submitted_text_is_refused_naming_the_problem(
