@@ -10,6 +10,7 @@ import typer
 
 from depdetect.cli import (
     api,
+    boundary,
     broker,
     database,
     demo,
@@ -32,6 +33,7 @@ app = typer.Typer(
     "A support tool, never a diagnosis.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
 )
 
 
@@ -64,5 +66,10 @@ app.add_typer(database.app, name="db")
 app.add_typer(schemas_cmd.app, name="schemas")
 
 
+def main() -> None:
+    """The console script: the app behind the one error boundary."""
+    boundary.run(app)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -24,7 +24,10 @@ def export(
 
 @app.command()
 def validate(
-    kind: Annotated[str, typer.Argument(help="submitted_text, review_request, …")],
+    kind: Annotated[
+        str,
+        typer.Argument(help="The contract's kind (`depdetect schemas export` lists them)"),
+    ],
     file: Annotated[typer.FileText, typer.Argument(help="JSON file, or - for stdin")],
 ) -> None:
     """Check one JSON message against its contract; print the problem and exit 1 if any."""
