@@ -181,7 +181,7 @@ async def test_poison_of_every_kind_is_dead_lettered_and_the_stream_goes_on(
         letter, _ = letters[where]
         assert fragment in letter.reason, (where, letter.reason)
     big = next((d, h) for d, h in letters.values() if d.original_payload_bytes and d.truncated)
-    assert big[0].original_payload_bytes > BIG
+    assert (big[0].original_payload_bytes or 0) > BIG
     assert big[1]["depdetect-truncated"] == b"true"
     small = [d for d, _ in letters.values() if not d.truncated]
     assert len(small) == len(expected_reason) - 1
