@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from depdetect.settings import Settings
+from services.api.console.pages import install_console
 from services.api.errors import install_error_handlers
 from services.api.outbox.relay import DecisionRelay
 from services.api.outbox.sink import DecisionSink, KafkaDecisionSink
@@ -67,4 +68,6 @@ def create_app(
     install_error_handlers(app)
     for module in (health, results, decisions, aggregates):
         app.include_router(module.router)
+    # The review console and the dashboard (web pages; not in the OpenAPI document).
+    install_console(app)
     return app

@@ -8,6 +8,7 @@ the commit. So a decision the client saw succeed is never lost, even if Kafka is
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -110,13 +111,22 @@ def commit_decision(
     result_id: int,
     request: DecisionRequest,
     attempts: int = 3,
+    within: Callable[[Session], None] | None = None,
 ) -> RecordedDecision:
-    """Record and commit in one transaction, retrying when a concurrent writer won the race."""
+    """Record and commit in one transaction, retrying when a concurrent writer won the race.
+
+    ``within`` runs in that transaction after the result row is locked (the review console
+    checks and releases its claim there); what it raises rolls the decision back."""
     for _ in range(attempts):
         with sessions() as session:
             try:
                 with session.begin():
-                    return record_decision(session=session, result_id=result_id, request=request)
+                    recorded = record_decision(
+                        session=session, result_id=result_id, request=request
+                    )
+                    if within is not None:
+                        within(session)
+                    return recorded
             except IntegrityError:
                 # Another transaction took this revision (or decision id) first; re-read.
                 continue

@@ -40,3 +40,15 @@ class DecisionIdConflictError(ResultsQueryError):
 
 class DecisionContentionError(ResultsQueryError):
     """Concurrent decisions on one result kept colliding; the caller may try again."""
+
+
+class ClaimHeldError(ResultsQueryError):
+    """Another moderator holds an unexpired claim on the result (the review console)."""
+
+    def __init__(self, result_id: int, moderator_id: str, expires_at: object) -> None:
+        super().__init__(
+            f"result {result_id} is being reviewed by {moderator_id} until {expires_at}"
+        )
+        self.result_id = result_id
+        self.moderator_id = moderator_id
+        self.expires_at = expires_at
