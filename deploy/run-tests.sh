@@ -5,8 +5,9 @@
 #
 # Sets up what the tests need, idempotently: the Python environment, Apache Kafka
 # from Maven Central (KRaft, loopback), PostgreSQL from Debian's packages in a
-# private cluster. It starts the broker and the database only if they are not
-# already running, and stops only what it started.
+# private cluster, Chromium from Debian's packages (the console's browser tests).
+# It starts the broker and the database only if they are not already running, and
+# stops only what it started.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
@@ -14,6 +15,8 @@ cd "$REPO_ROOT"
 log() { printf '\nrun-tests: %s\n' "$*" >&2; }
 # shellcheck source=deploy/lib/local-services.sh
 source deploy/lib/local-services.sh
+# shellcheck source=deploy/lib/browser.sh
+source deploy/lib/browser.sh
 
 SECONDS=0
 log "python environment"
@@ -26,6 +29,9 @@ export DEPDETECT_TEST_POSTGRES_URL="${DEPDETECT_TEST_POSTGRES_URL:-$(bash deploy
 log "Kafka"
 ensure_kafka
 export DEPDETECT_TEST_KAFKA="${DEPDETECT_TEST_KAFKA:-$(bash deploy/kafka/kafka.sh bootstrap)}"
+
+log "Chromium (browser tests of the review console)"
+ensure_chromium
 log "set-up took ${SECONDS}s"
 
 log "lint and types"
