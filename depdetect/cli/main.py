@@ -13,6 +13,7 @@ from depdetect.cli import (
     boundary,
     broker,
     database,
+    dead_letters,
     demo,
     feedback,
     publish,
@@ -64,6 +65,7 @@ app.command("evaluate")(train.evaluate)
 app.add_typer(broker.app, name="broker")
 app.add_typer(database.app, name="db")
 app.add_typer(schemas_cmd.app, name="schemas")
+app.add_typer(dead_letters.app, name="dead-letters")
 
 
 def main() -> None:
