@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from tenacity import (
@@ -46,6 +48,9 @@ class Retrier:
         self.metrics = metrics
         self.max_wait = max_wait
         self.attempt_timeout_s = attempt_timeout_s
+        # Its own threads: calls stuck on a hung database must not starve the shared
+        # default pool that scoring uses.
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="depdetect-db")
 
     def _stop(self, state: RetryCallState) -> bool:
         return self.stopping.is_set()
@@ -61,7 +66,9 @@ class Retrier:
         )
 
     async def _attempt(self, fn: Callable[..., T], *args: Any) -> T:
-        call = asyncio.to_thread(fn, *args)
+        call = asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(fn, *args)
+        )
         if self.attempt_timeout_s is None:
             return await call
         try:

@@ -168,12 +168,16 @@ def test_one_policy_classifies_every_error(exc: BaseException, fault: Fault) -> 
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_records_the_model_rejects_are_isolated_and_the_rest_goes_through(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_records_the_model_rejects_are_isolated_and_the_rest_goes_through(  # type: ignore[no-untyped-def]
+    parts, caplog: pytest.LogCaptureFixture
+) -> None:
     processor, broker, runner = parts
     batch = [_record(i, "so sad" if i % 3 else "fine day") for i in range(16)]
     batch[5] = _record(5, f"POISON {SECRET}")
     batch[11] = _record(11, "POISON again", partition=2)
-    outcome = await processor.process(batch)
+    with caplog.at_level(logging.DEBUG):
+        outcome = await processor.process(batch)
+    assert SECRET not in caplog.text, "the tokenizer's message quotes the text: not logged"
     assert _stored(processor) == sorted(f"m{i}" for i in range(16) if i not in (5, 11))
     letters = _letters(processor, broker)
     assert sorted(d.source_offset for d in letters) == [5, 11]
@@ -280,7 +284,9 @@ async def test_a_batch_failing_as_a_whole_ends_one_by_one_with_only_the_guilty_d
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_transient_errors_are_retried_not_dead_lettered(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_transient_errors_are_retried_not_dead_lettered(  # type: ignore[no-untyped-def]
+    parts, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
     processor, broker, _ = parts
     real = processor.store.save_batch
     calls = {"n": 0}
@@ -297,9 +303,61 @@ async def test_transient_errors_are_retried_not_dead_lettered(parts, monkeypatch
         "save_batch",
         lambda rows: _translate(flaky, rows),
     )
-    await processor.process([_record(0, "sad")])
+    with caplog.at_level(logging.DEBUG):
+        await processor.process([_record(0, f"sad {SECRET}")])
     assert calls["n"] == 3 and _stored(processor) == ["m0"]
     assert _letters(processor, broker) == []
+    assert "database unavailable (attempt 2)" in caplog.text
+    assert SECRET not in caplog.text, "SQL parameters and driver messages stay out of logs"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_hanging_database_call_times_out_and_is_retried(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    processor, _, _ = parts
+    processor.retry.attempt_timeout_s = 0.5
+    real = processor.store.save_batch
+    calls = {"n": 0}
+
+    def hangs_once(rows: list[dict[str, Any]]) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            time.sleep(3)  # a database that accepted the call and does not answer
+        return real(rows)
+
+    monkeypatch.setattr(processor.store, "save_batch", hangs_once)
+    started = time.monotonic()
+    await processor.process([_record(0, "sad")])
+    assert calls["n"] == 2 and time.monotonic() - started < 3
+    assert processor.metrics.retries.labels("database")._value.get() == 1  # type: ignore[attr-defined]
+
+
+def test_logged_exceptions_keep_their_traceback_but_not_foreign_messages() -> None:
+    import io
+
+    from depdetect.logs import ScrubExceptions
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(ScrubExceptions())
+    logger = logging.getLogger("depdetect.test-scrub")
+    logger.addHandler(handler)
+    try:
+        try:
+            try:
+                raise ValueError(f"tokenizer cannot encode {SECRET!r}")
+            except ValueError as exc:
+                raise ContractError("text: refused") from exc
+        except ContractError:
+            logger.exception("batch %d failed", 7)
+    finally:
+        logger.removeHandler(handler)
+    logged = out.getvalue()
+    assert "batch 7 failed" in logged and "Traceback" in logged
+    assert "builtins.ValueError: <message hidden>" in logged
+    assert "text: refused" in logged, "the project's own messages are kept"
+    assert SECRET not in logged
 
 
 def _translate(fn: Any, rows: Any) -> Any:
