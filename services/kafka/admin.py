@@ -122,7 +122,18 @@ async def ensure_topics(
                     f"Kafka refused to create topic {topic} with {layout.replication_factor} "
                     f"replica(s) on {layout.brokers} broker(s): error {code} {message}"
                 )
+        await _until_visible(admin, missing, timeout_s)
         return missing
+
+
+async def _until_visible(admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float) -> None:
+    """Wait until the brokers' metadata shows new topics: on a cluster it reaches each
+    broker a moment after the create returns, and a check made before would miss them."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not set(topics) <= set(await admin.list_topics()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TransientError(f"topics created but not visible after {timeout_s}s: {topics}")
+        await asyncio.sleep(0.2)
 
 
 async def verify_topics(

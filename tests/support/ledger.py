@@ -40,6 +40,23 @@ from schemas.tables import ResultRow
 Position = tuple[str, int, int]
 
 
+def texts(prefix: str, n: int) -> list[SubmittedText]:
+    """``n`` valid messages with ids ``prefix-i``, multilingual, about half flagged by the
+    tiny test bundle at its median threshold."""
+    from tests.service.texts import stream
+
+    return [
+        SubmittedText(
+            message_id=f"{prefix}-{i}",
+            text=text,
+            source="test",
+            author_ref=f"author-{i % 17}",
+            language=lang if i % 2 else None,
+        )
+        for i, (lang, text) in enumerate(stream(n))
+    ]
+
+
 @dataclass(frozen=True)
 class Sent:
     position: Position
