@@ -41,7 +41,7 @@ from services.classifier.failure_policy import (
     classify,
     describe,
 )
-from services.classifier.health import Progress, make_health_handler
+from services.classifier.health import Progress, Unready, make_health_handler
 from services.classifier.metrics import ServiceMetrics
 from services.classifier.retry import Retrier
 from services.inference.runner import ModelRunner
@@ -86,7 +86,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     )
     kafka = settings.kafka
     broker = KafkaBroker(
-        kafka.bootstrap_servers,
+        # A list: faststream takes a "host1,host2" string for one host name.
+        [server.strip() for server in kafka.bootstrap_servers.split(",")],
         client_id=kafka.client_id,
         acks="all",
         enable_idempotence=True,
@@ -257,6 +258,14 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     async def broker_ok() -> bool:
         return bool(await broker.ping(timeout=2))
 
+    async def kafka_write_quorum() -> bool:
+        # acks=all writes need min.insync.replicas brokers: with fewer, batches wait.
+        if state.quorum is not None:
+            ok, why = await state.quorum.check()
+            if not ok:
+                raise Unready(why)
+        return True
+
     async def database_ok() -> bool:
         return state.processor is not None and await asyncio.to_thread(state.processor.store.ping)
 
@@ -279,6 +288,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                         "database": database_ok,
                         "model": model_ok,
                         "progress": progress_ok,
+                        "kafka_write_quorum": kafka_write_quorum,
                     }
                 ),
             ),

@@ -13,6 +13,11 @@ from faststream.asgi import AsgiResponse, get
 Check = Callable[[], Awaitable[bool]]
 
 
+class Unready(Exception):
+    """Raised by a check to say why it is not ready; the message is shown in /health, so
+    it must never carry record data."""
+
+
 class Progress:
     """Stall detection: records are waiting (a batch in flight or failing, or lag seen)
     and no batch has completed for longer than ``stall_after_s``.
@@ -51,13 +56,20 @@ def make_health_handler(checks: dict[str, Check]):  # type: ignore[no-untyped-de
     @get(include_in_schema=False)
     async def health(scope: object) -> AsgiResponse:
         results = {}
+        reasons = {}
         for name, check in checks.items():
             try:
                 results[name] = bool(await asyncio.wait_for(check(), 3))
+            except Unready as exc:
+                results[name] = False
+                reasons[name] = str(exc)
             except Exception:  # a failing probe means "not ready", never a 500
                 results[name] = False
         ready = all(results.values())
-        body = json.dumps({"live": True, "ready": ready, "checks": results}).encode()
+        answer: dict[str, object] = {"live": True, "ready": ready, "checks": results}
+        if reasons:
+            answer["reasons"] = reasons
+        body = json.dumps(answer).encode()
         return AsgiResponse(
             body, status_code=200 if ready else 503, headers={"content-type": "application/json"}
         )
