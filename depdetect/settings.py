@@ -162,11 +162,6 @@ class DataSettings(BaseModel):
     real_train_dir: Path = REPO_ROOT.parent / "shared" / "data" / "real" / "train"
     #: Cross-domain dev suite: for reporting only (never trained or tuned on).
     dev_suite_dir: Path = REPO_ROOT.parent / "shared" / "data" / "real" / "dev"
-    #: Human-labelled tables (``*.csv``, ``text|label|language|source``) that
-    #: ``train prepare --real-train`` adds to the inputs.
-    real_train_dir: Path = REPO_ROOT.parent / "shared" / "data" / "real" / "train"
-    #: Cross-domain dev suite: for reporting only (never trained or tuned on).
-    dev_suite_dir: Path = REPO_ROOT.parent / "shared" / "data" / "real" / "dev"
     #: Holds sample.csv, which the demo trains its small bundle on.
     sample_dir: Path = REPO_ROOT / "training" / "sample_data"
     work_dir: Path = REPO_ROOT / "var" / "training"

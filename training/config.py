@@ -40,6 +40,13 @@ class PrepareConfig:
     #: Per language, keep at most this many label-0 rows per label-1 row (None: no cap).
     max_negative_ratio: float | None = 2.0
     split_ratios: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    #: Keep at most this many rows of any one source (sampled per label, seeded), so the
+    #: huge healthy corpora do not swamp the rest (None: keep all).
+    max_rows_per_source: int | None = None
+    #: Row weights are multiplied by (median source size / source size) ** this, so that
+    #: no source decides by its size alone: 0 leaves weights as given, 1 gives every
+    #: source the same total weight.
+    source_balance: float = 0.0
     seed: int = 42
     normalization: NormalizationSettings = field(default_factory=NormalizationSettings)
     plots: bool = True
@@ -50,6 +57,11 @@ class PrepareConfig:
             0.0 < self.group_threshold <= self.near_duplicate_threshold <= 1.0,
             "need 0 < group_threshold <= near_duplicate_threshold <= 1",
         )
+        _require(
+            self.max_rows_per_source is None or self.max_rows_per_source >= 1,
+            "max_rows_per_source must be >= 1 or None",
+        )
+        _require(0.0 <= self.source_balance <= 1.0, "source_balance must be in [0, 1]")
         _require(
             self.max_negative_ratio is None or self.max_negative_ratio > 0,
             "max_negative_ratio must be positive or None",

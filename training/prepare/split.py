@@ -30,10 +30,48 @@ def balance(frame: pd.DataFrame, max_negative_ratio: float | None, seed: int) ->
     return pd.concat(parts).sort_index()
 
 
+def cap_sources(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` rows per source, sampled within each label in proportion
+    (a source's label mix is kept, so the cap cannot create a one-label source)."""
+    if max_rows is None:
+        return frame
+    parts = []
+    for _, rows in frame.groupby("source", sort=True):
+        if len(rows) <= max_rows:
+            parts.append(rows)
+            continue
+        share = max_rows / len(rows)
+        for _, by_label in rows.groupby("label", sort=True):
+            keep = max(1, round(len(by_label) * share))
+            parts.append(by_label.sample(n=min(keep, len(by_label)), random_state=seed))
+    return pd.concat(parts).sort_index()
+
+
+def source_weights(frame: pd.DataFrame, strength: float) -> pd.Series:
+    """Row weights times (median source size / source size) ** ``strength``.
+
+    With strength 1 every source carries the same total weight whatever its size; 0
+    keeps the input weights. The result keeps the input weights' mean, so that the
+    learning rate means the same with and without it.
+    """
+    weights = frame["weight"].astype(float)
+    if strength <= 0:
+        return weights
+    sizes = frame.groupby("source")["text"].transform("size").astype(float)
+    median = float(sizes.groupby(frame["source"]).first().median())
+    balanced = weights * (median / sizes) ** strength
+    return balanced * (weights.mean() / balanced.mean())
+
+
 def strata(frame: pd.DataFrame) -> pd.Series:
     category = frame["category"].fillna("").replace("", "-")
+    # Source too: every split (validation above all, where the threshold and the
+    # calibration are fit) then mixes the real and the synthetic sources alike.
+    source = frame["source"].astype(str) if "source" in frame else pd.Series("", frame.index)
     return (
-        frame["language"]
+        source
+        + "|"
+        + frame["language"]
         + "|"
         + frame["label"].astype(str)
         + "|"
