@@ -78,6 +78,7 @@ _TRANSIENT_DB = (
     sa_exc.DisconnectionError,
 )
 _RECORD_DB = (sa_exc.DataError, sa_exc.IntegrityError)
+_SQLITE_SCHEMA = ("no such table", "no such column", "table classification_results has no")
 _FATAL_DB = (sa_exc.ProgrammingError, sa_exc.NoSuchTableError)
 #: Broker errors that say something about the record rather than the cluster.
 _RECORD_KAFKA = (kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordTooLargeError)
@@ -93,6 +94,8 @@ def classify(exc: BaseException) -> Fault:
         return Fault.TRANSIENT
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return Fault.TRANSIENT
+    if isinstance(exc, sa_exc.OperationalError) and str(exc.orig).startswith(_SQLITE_SCHEMA):
+        return Fault.FATAL  # SQLite reports a missing table as "operational"
     if isinstance(exc, _TRANSIENT_DB):
         return Fault.TRANSIENT
     if isinstance(exc, _FATAL_DB):

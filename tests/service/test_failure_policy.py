@@ -156,6 +156,7 @@ def _refuse_source(url: str, source: str) -> None:
         (sa_exc.DataError("INSERT", {}, Exception("NUL")), Fault.POISON),
         (sa_exc.IntegrityError("INSERT", {}, Exception("check")), Fault.POISON),
         (sa_exc.ProgrammingError("INSERT", {}, Exception("no table")), Fault.FATAL),
+        (sa_exc.OperationalError("INSERT", {}, Exception("no such table: x")), Fault.FATAL),
         (KafkaConnectionError(), Fault.TRANSIENT),
         (MessageSizeTooLargeError(), Fault.POISON),
         (TypeError("tokenizer"), Fault.SUSPECT),

@@ -1,0 +1,125 @@
+"""The failure policy seen from outside the real service: a fatal error stops it with a clear
+message and exit status 70; a stall turns /health not-ready and is counted in /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import create_engine, func, select
+
+from depdetect.settings import Settings, StoreUnflagged
+from schemas.messages import SubmittedText
+from schemas.migrate import upgrade
+from schemas.tables import ResultRow
+from services.classifier.failure_policy import FATAL_EXIT_CODE
+from services.kafka.admin import ensure_topics
+from tests.service.harness import ServiceProcess, wait_for
+
+pytestmark = [pytest.mark.kafka]
+
+SECRET = "quokka-private-words"
+
+
+async def _publish(settings: Settings, n: int, prefix: str) -> list[str]:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    ids = []
+    try:
+        for i in range(n):
+            msg = SubmittedText(message_id=f"{prefix}-{i}", text=f"so sad {SECRET} {i}")
+            await producer.send_and_wait(
+                settings.kafka.input_topics[0], msg.model_dump_json().encode(), partition=i % 3
+            )
+            ids.append(msg.message_id)
+    finally:
+        await producer.stop()
+    return ids
+
+
+def _count(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(ResultRow)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _progress(service: ServiceProcess) -> object:
+    checks = service.health()[1].get("checks")
+    return checks.get("progress") if isinstance(checks, dict) else None
+
+
+@pytest.mark.parametrize("db", ["sqlite", "fresh_postgres"])
+async def test_a_database_without_the_schema_stops_the_service_with_a_clear_error(
+    db: str,
+    request: pytest.FixtureRequest,
+    make_settings: Callable[..., Settings],
+    tiny_bundle: Path,
+    tmp_path: Path,
+) -> None:
+    url = request.getfixturevalue(f"{db}_url")
+    settings = make_settings(
+        database={"url": url, "auto_migrate": False},
+        model={"bundle_path": tiny_bundle, "threshold": 0.0},
+    )
+    await ensure_topics(settings.kafka)
+    await _publish(settings, 6, "fatal")
+    service = ServiceProcess(settings, tmp_path / "svc.log").start()
+    assert service.wait_exit(90) == FATAL_EXIT_CODE
+    log = service.log()
+    assert "is the schema migrated" in log and "stopped by a fatal error" in log
+    assert "dead-lettered" not in log, "the environment's fault is not the records'"
+    assert SECRET not in log
+
+
+async def test_a_stall_makes_health_not_ready_until_progress_resumes(
+    make_settings: Callable[..., Settings],
+    tiny_bundle: Path,
+    tiny_threshold: float,
+    private_postgres: Callable[[str], None],
+    private_postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        database={"url": private_postgres_url, "statement_timeout_s": 3},
+        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
+        storage={"store_unflagged": StoreUnflagged.SCORE},
+        service={"stall_after_s": 4, "outbox_sweep_interval_s": 2},
+    )
+    await ensure_topics(settings.kafka)
+    upgrade(private_postgres_url)
+    service = ServiceProcess(settings, tmp_path / "svc.log").start()
+    try:
+        first = await _publish(settings, 30, "before")
+        await wait_for(lambda: _count(private_postgres_url) >= len(first), timeout=60, what="rows")
+        assert _progress(service) is True
+        private_postgres("stop")
+        second = await _publish(settings, 30, "during")
+        await wait_for(
+            lambda: _progress(service) is False,
+            timeout=60,
+            what="the stall to show in /health",
+        )
+        assert service.health()[0] == 503
+        assert service.metric("depdetect_stalled") == 1
+        assert service.metric("depdetect_retries_total") > 0
+        private_postgres("start")
+        await wait_for(
+            lambda: _count(private_postgres_url) >= len(first) + len(second),
+            timeout=120,
+            what="recovery",
+        )
+        await wait_for(lambda: service.health()[0] == 200, timeout=30, what="ready again")
+        assert service.metric("depdetect_stalled") == 0
+        await wait_for(
+            lambda: service.metric("depdetect_outbox_oldest_unpublished_seconds") == 0,
+            timeout=30,
+            what="the outbox gauge",
+        )
+    finally:
+        assert service.terminate() == 0, service.log()
+    assert SECRET not in service.log(), "texts never reach the log, even in database errors"
