@@ -31,10 +31,18 @@ def serve(
             f"the database is at revision {current or 'empty'}, not "
             f"{head_revision()}: run `depdetect db migrate` first"
         )
+    bind_host, bind_port = host or settings.api.host, port or settings.api.port
+    shown_host = "127.0.0.1" if bind_host in ("0.0.0.0", "::") else bind_host
+    typer.echo(
+        f"review console (moderators) and dashboard (analysts): "
+        f"http://{shown_host}:{bind_port}/console; sign in with a token from "
+        "`depdetect tokens create NAME --role moderator|analyst`",
+        err=True,
+    )
     uvicorn.run(
         create_app(settings),
-        host=host or settings.api.host,
-        port=port or settings.api.port,
+        host=bind_host,
+        port=bind_port,
         log_level=settings.log_level.lower(),
     )
 

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from services.api.models import (
     FlagCountsPublic,
@@ -18,6 +19,8 @@ from services.api.models import (
 
 # Dark on light, colour-blind-safe pair (Okabe-Ito) for the two series people compare.
 CURRENT, PREVIOUS = "#0072B2", "#E69F00"
+#: One colour per language line, the same Okabe-Ito palette.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
 SIZE = (7.0, 3.2)
 
 
@@ -44,11 +47,14 @@ def flags_figure(flags: FlagCountsPublic, *, rates: bool) -> bytes:
         _empty(ax, "no cell with enough items to show")
         return _svg(fig)
     days = sorted({day for points in series.values() for day, _ in points})
-    for language, points in sorted(series.items()):
+    for n, (language, points) in enumerate(sorted(series.items())):
         xs = [days.index(day) for day, _ in points]
-        ax.plot(xs, [v for _, v in points], marker="o", label=language)
+        colour = PALETTE[n % len(PALETTE)]
+        ax.plot(xs, [v for _, v in points], marker="o", label=language, color=colour)
     ax.set_xticks(range(len(days)), [d[5:] for d in days], rotation=45, ha="right")
     ax.set_ylabel("flag rate" if rates else "flags")
+    if not rates:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Flags per day and language" + (" (rate)" if rates else ""))
     ax.legend(title="language", fontsize="small")
     ax.grid(alpha=0.3)
