@@ -123,3 +123,58 @@ async def test_a_stall_makes_health_not_ready_until_progress_resumes(
     finally:
         assert service.terminate() == 0, service.log()
     assert SECRET not in service.log(), "texts never reach the log, even in database errors"
+
+
+async def test_the_outbox_is_swept_periodically_while_the_service_runs(
+    make_settings: Callable[..., Settings],
+    tiny_bundle: Path,
+    tiny_threshold: float,
+    sqlite_url: str,
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.orm import Session
+
+    from schemas.messages import ReviewRequest, decode
+    from tests.service.harness import read_topic
+
+    settings = make_settings(
+        database={"url": sqlite_url},
+        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
+        service={"outbox_sweep_interval_s": 2},
+    )
+    await ensure_topics(settings.kafka)
+    service = ServiceProcess(settings, tmp_path / "svc.log").start()
+    try:
+        # A flag whose review event never went out (as if a crash hit between the write and
+        # the publish), appearing after start-up: only a periodic sweep can find it.
+        old = datetime.now(UTC) - timedelta(minutes=5)
+        engine = create_engine(sqlite_url)
+        with Session(engine) as session, session.begin():
+            session.add(
+                ResultRow(
+                    message_id="left-behind",
+                    score=0.99,
+                    label="indicators",
+                    flagged=True,
+                    threshold=0.5,
+                    model_version="m",
+                    language="en",
+                    source="test",
+                    text="a flagged text",
+                    submitted_at=old,
+                    classified_at=old,
+                    review_status="pending",
+                )
+            )
+        engine.dispose()
+        reviews = await read_topic(
+            settings.kafka.bootstrap_servers, settings.kafka.review_topic, expect=1, timeout=30
+        )
+        assert [decode(ReviewRequest, v).message_id for _, v, _ in reviews] == ["left-behind"]
+        await wait_for(
+            lambda: service.metric("depdetect_review_events_total") == 1, timeout=10, what="count"
+        )
+    finally:
+        assert service.terminate() == 0, service.log()
