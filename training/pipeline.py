@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.text_normalization import NormalizationSettings
 from training.config import ExportConfig, FinetuneConfig, PrepareConfig
 from training.export.run import ExportResult, export_bundle
 from training.finetune.result import FinetuneResult
@@ -52,12 +51,10 @@ def run_all(
         sentiment_weight=sentiment_weight,
         log=log,
     )
+    # Each stage reads the previous one's typed hand-off, exactly as the stage commands
+    # (`train prepare`, `train finetune`, `train export`) do.
     finetuned = finetune(
-        work_dir / "data",
-        work_dir / "model",
-        finetune_config,
-        normalization=prepare_config.normalization,
-        base_model_name=base_model_name,
+        prepared.directory, work_dir / "model", finetune_config, base_model_name=base_model_name
     )
     exported = export_bundle(
         finetuned.model_dir,
@@ -103,11 +100,10 @@ def build_tiny_bundle(out_dir: Path, *, data: Path | None = None, seed: int = 0)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="depdetect-tiny-") as scratch:
         work = Path(scratch)
-        normalization = NormalizationSettings()
         prepared = prepare(
             [InputSpec(data or SAMPLE_DATA)],
             work / "data",
-            PrepareConfig(seed=seed, plots=False, normalization=normalization),
+            PrepareConfig(seed=seed, plots=False),
             log=False,
         )
         encoder = build_tiny_encoder(
@@ -118,7 +114,6 @@ def build_tiny_bundle(out_dir: Path, *, data: Path | None = None, seed: int = 0)
                 prepared.directory,
                 work / "model",
                 tiny_finetune_config(encoder, seed),
-                normalization=normalization,
                 base_model_name=TINY_BASE_MODEL,
             )
             export_bundle(
@@ -159,12 +154,11 @@ def build_demo_bundle(
     else:
         encoder, name = base_model or FinetuneConfig.base_model, None
     work = out_dir.parent / f"{out_dir.name}-work"
-    normalization = NormalizationSettings()
     run_all(
         [InputSpec(data or SAMPLE_DATA)],
         work,
         out_dir,
-        prepare_config=PrepareConfig(seed=seed, normalization=normalization),
+        prepare_config=PrepareConfig(seed=seed),
         finetune_config=FinetuneConfig(
             base_model=encoder,
             learning_rate=5e-5,

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from schemas.bundle import BundleManifest
+from schemas.errors import ConfigurationError
 from services.inference.runner import ModelRunner
 from training.bundle_builder import bundle_tokenizer, write_bundle
 from training.config import ExportConfig
@@ -21,6 +22,7 @@ from training.export.quantize import optimize, quantize
 from training.finetune.result import FinetuneResult
 from training.finetune.scoring import torch_scores
 from training.finetune.threshold import tune_threshold
+from training.prepare.manifest import PreparedData
 from training.prepare.run import read_split
 from training.provenance import model_reference
 from training.tokenizer_loading import load_tokenizer
@@ -68,6 +70,14 @@ def export_bundle(
 ) -> ExportResult:
     config = config or ExportConfig()
     finetuned = FinetuneResult.load(model_dir)
+    prepared = PreparedData.load(data_dir)
+    if finetuned.data and finetuned.data != prepared.fingerprint():
+        # The threshold is tuned on this validation split: it must be the one the model
+        # was trained beside, not rows it may have trained on.
+        raise ConfigurationError(
+            f"{model_dir} was fine-tuned on other prepared data than {data_dir}; "
+            "export with the --data the model was trained on"
+        )
     max_length, normalization = finetuned.max_length, finetuned.normalization
     work = work_dir or bundle_dir.parent / f"{bundle_dir.name}-build"
     work.mkdir(parents=True, exist_ok=True)
@@ -125,8 +135,7 @@ def export_bundle(
     test_metrics["per_language"] = metrics_by_group(
         test["label"].to_numpy(), test_scores, test["language"], threshold
     )
-    metadata_path = data_dir / "metadata.json"
-    metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+    metadata = prepared.summary
     manifest = BundleManifest(
         model_version="pending",  # write_manifest fills in the content hash
         base_model=model_reference(finetuned.base_model),
@@ -136,7 +145,7 @@ def export_bundle(
         quantization=quantization_summary(config),
         training_data={
             k: metadata[k]
-            for k in ("rows", "labels", "languages", "inputs", "shortcut_auc")
+            for k in ("rows", "splits", "labels", "languages", "inputs", "shortcut_auc")
             if k in metadata
         },
         metrics={

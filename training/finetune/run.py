@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -11,13 +10,13 @@ from typing import Any
 from transformers import AutoModelForSequenceClassification, TrainerCallback, set_seed
 
 from schemas.errors import ConfigurationError
-from schemas.text_normalization import NormalizationSettings
 from training.config import FinetuneConfig
 from training.evaluate.metrics import binary_metrics, metrics_by_group
 from training.finetune.data import EncodedTexts
 from training.finetune.result import LABELS, FinetuneResult
 from training.finetune.scoring import torch_scores
 from training.finetune.trainer import build_trainer, evaluation_history
+from training.prepare.manifest import PreparedData
 from training.prepare.run import read_split
 from training.provenance import model_reference
 from training.tokenizer_loading import load_tokenizer
@@ -28,21 +27,11 @@ def checkpoint_dir_for(out_dir: Path) -> Path:
     return out_dir.parent / f"{out_dir.name}-checkpoints"
 
 
-def prepared_normalization(data_dir: Path) -> NormalizationSettings:
-    """The normalisation prepare used (and audited): fine-tuning must use the same."""
-    path = data_dir / "metadata.json"
-    if not path.is_file():
-        raise ConfigurationError(f"{path} not found: run `depdetect train prepare` first")
-    recorded = json.loads(path.read_text()).get("normalization", {})
-    return NormalizationSettings(**recorded)
-
-
 def finetune(
     data_dir: Path,
     out_dir: Path,
     config: FinetuneConfig | None = None,
     *,
-    normalization: NormalizationSettings | None = None,
     base_model_name: str | None = None,
     resume: bool = False,
     checkpoint_dir: Path | None = None,
@@ -50,12 +39,14 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune ``config.base_model`` on the prepared splits in ``data_dir``.
 
-    ``normalization`` defaults to what prepare recorded; ``base_model_name`` overrides
-    the recorded base model name; ``resume`` continues from the latest checkpoint in
+    Texts are normalised as prepare's manifest records (what its audit saw), so the
+    stage command alone and ``train all`` train alike. ``base_model_name`` overrides the
+    recorded base model name; ``resume`` continues from the latest checkpoint in
     ``checkpoint_dir`` (default: ``<out_dir>-checkpoints``), else that folder is cleared.
     """
     config = config or FinetuneConfig()
-    normalization = normalization or prepared_normalization(data_dir)
+    prepared = PreparedData.load(data_dir)
+    normalization = prepared.normalization
     checkpoints = checkpoint_dir or checkpoint_dir_for(out_dir)
     set_seed(config.seed)
     tokenizer = load_tokenizer(config.base_model)
@@ -68,7 +59,8 @@ def finetune(
     if config.freeze_word_embeddings:
         model.get_input_embeddings().requires_grad_(False)
 
-    train_rows, val_rows = read_split(data_dir, "train"), read_split(data_dir, "validation")
+    train_rows = read_split(prepared.directory, "train")
+    val_rows = read_split(prepared.directory, "validation")
     train = EncodedTexts.from_frame(train_rows, tokenizer, config.max_length, normalization)
     validation = EncodedTexts.from_frame(val_rows, tokenizer, config.max_length, normalization)
     trainer = build_trainer(
@@ -111,6 +103,7 @@ def finetune(
         steps=state.global_step,
         train_seconds=round(float(output.metrics.get("train_runtime", 0.0)), 2),
         config={k: v for k, v in asdict(config).items() if k != "base_model"},
+        data=prepared.fingerprint(),
     )
     if trainer.is_world_process_zero():
         trainer.save_model(str(out_dir))  # weights, config and tokenizer

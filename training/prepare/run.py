@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from schemas.errors import ConfigurationError
 from training.config import PrepareConfig
-from training.prepare.audit import audit, format_audit, source_summary
+from training.prepare.audit import audit, format_audit
 from training.prepare.clean import clean_frame, filter_length
 from training.prepare.dedup import deduplicate
+from training.prepare.manifest import PreparedData, SplitFile
 from training.prepare.report import format_report, write_plots
 from training.prepare.sentiment import load_sentiment_corpus
-from training.prepare.split import SPLITS, balance, cap_sources, grouped_split, source_weights
+from training.prepare.split import SPLITS, balance, grouped_split
 from training.prepare.tables import InputSpec, read_labelled, write_table
 from training.provenance import describe_input
 
-METADATA = "metadata.json"
+METADATA = PreparedData.FILE
 SPLIT_COLUMNS = (
     "text",
     "label",
@@ -33,16 +34,6 @@ SPLIT_COLUMNS = (
     "weight",
     "group",
 )
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    directory: Path
-    rows: dict[str, int]
-    summary: dict[str, object]
-
-    def split_path(self, name: str) -> Path:
-        return self.directory / f"{name}.csv"
 
 
 def split_path(directory: Path, name: str) -> Path:
@@ -80,22 +71,19 @@ def prepare(
     steps["deduplicated"] = len(data)
     data = filter_length(data, config.min_words, config.max_words)
     steps[f"{config.min_words}-{config.max_words} words"] = len(data)
-    if config.max_rows_per_source is not None:
-        data = cap_sources(data, config.max_rows_per_source, config.seed)
-        steps[f"at most {config.max_rows_per_source} rows per source"] = len(data)
     data = balance(data, config.max_negative_ratio, config.seed).reset_index(drop=True)
     steps["balanced"] = len(data)
-    data["weight"] = source_weights(data, config.source_balance)
     if data["label"].nunique() < 2:
         raise ConfigurationError("prepared data has only one label; add labelled inputs")
     data["split"] = grouped_split(data, config.split_ratios, config.seed)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = {}
+    rows, splits = {}, {}
     for name in SPLITS:
         part = data[data["split"] == name]
         write_table(part[list(SPLIT_COLUMNS)], split_path(out_dir, name))
         rows[name] = len(part)
+        splits[name] = SplitFile.describe(split_path(out_dir, name), len(part))
 
     shortcut = audit(data, config.normalization, config.seed)
     audit_text = format_audit(shortcut)
@@ -119,18 +107,17 @@ def prepare(
             "raw": shortcut["shortcut_auc_raw"],
             "normalized": shortcut["shortcut_auc_normalized"],
         },
-        "source_audit": source_summary(
-            shortcut["source_audit"] if isinstance(shortcut["source_audit"], dict) else None
-        ),
         "config": {k: v for k, v in asdict(config).items() if k != "normalization"},
         "normalization": config.normalization.model_dump(),
     }
-    (out_dir / METADATA).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    # Through JSON first: numpy scalars and tuples in the summary become plain values.
+    plain = json.loads(json.dumps(summary, default=str))
+    prepared = PreparedData.model_validate({**plain, "splits": splits}).save(out_dir)
     if log:
         print(report_text)
         print()
         print(audit_text)
-    return PreparedData(out_dir, rows, summary)
+    return prepared
 
 
 def read_split(directory: Path, name: str) -> pd.DataFrame:
