@@ -65,6 +65,25 @@ MaxSteps = Annotated[int | None, typer.Option(help="Stop after N steps (smoke ru
 EvalSteps = Annotated[int | None, typer.Option(help="Evaluate every N steps (default: epoch)")]
 Seed = Annotated[int, typer.Option(help="Random seed")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda")]
+RealTrain = Annotated[
+    bool,
+    typer.Option(
+        "--real-train/--no-real-train",
+        help="Add every *.csv of settings.data.real_train_dir (human-labelled) to the inputs",
+    ),
+]
+RealWeight = Annotated[float, typer.Option(help="Loss weight of the --real-train tables")]
+MaxWords = Annotated[int, typer.Option(help="Drop texts longer than this many words")]
+MaxRowsPerSource = Annotated[
+    int, typer.Option(help="At most this many rows per source, sampled (0: all)")
+]
+SourceBalance = Annotated[
+    float,
+    typer.Option(
+        help="Weights x (median source size / source size)^this: 0 off, 1 every source "
+        "the same total weight"
+    ),
+]
 
 
 def _encoder(base_model: str, offline: bool, cache: Path | None) -> tuple[str, str | None]:
@@ -90,6 +109,17 @@ def _inputs(settings: Settings, inputs: list[str] | None) -> list[InputSpec]:
     return [InputSpec.parse(spec) for spec in specs]
 
 
+def _real_inputs(settings: Settings, real_train: bool, weight: float) -> list[InputSpec]:
+    from training.prepare.tables import InputSpec
+
+    if not real_train:
+        return []
+    tables = sorted(settings.data.real_train_dir.glob("*.csv"))
+    if not tables:
+        raise fail(f"--real-train: no *.csv in {settings.data.real_train_dir}")
+    return [InputSpec(path, weight) for path in tables]
+
+
 def _sentiment(settings: Settings, sentiment: str | None, no_sentiment: bool) -> str | None:
     if no_sentiment:
         return None
@@ -112,6 +142,11 @@ def prepare(
     ] = 2.0,
     seed: Seed = 42,
     plots: Annotated[bool, typer.Option(help="Write distribution plots")] = True,
+    real_train: RealTrain = False,
+    real_weight: RealWeight = 1.0,
+    max_words: MaxWords = 90,
+    max_rows_per_source: MaxRowsPerSource = 0,
+    source_balance: SourceBalance = 0.0,
 ) -> None:
     """Clean, detect language, dedup, balance, split 70/20/10, audit shortcuts, report."""
     from training.config import PrepareConfig
@@ -121,10 +156,15 @@ def prepare(
     target = out or settings.data.work_dir / "data"
     try:
         config = PrepareConfig(
-            max_negative_ratio=max_negative_ratio or None, seed=seed, plots=plots
+            max_negative_ratio=max_negative_ratio or None,
+            seed=seed,
+            plots=plots,
+            max_words=max_words,
+            max_rows_per_source=max_rows_per_source or None,
+            source_balance=source_balance,
         )
         result = run_prepare(
-            _inputs(settings, inputs),
+            _inputs(settings, inputs) + _real_inputs(settings, real_train, real_weight),
             target,
             config,  # type: ignore[arg-type]
             sentiment=_sentiment(settings, sentiment, no_sentiment),
@@ -249,6 +289,14 @@ def run_all(
     seed: Seed = 42,
     device: Device = "auto",
     enforce_parity: Annotated[bool, typer.Option(help="Refuse a bundle below 99.5%")] = True,
+    real_train: RealTrain = False,
+    real_weight: RealWeight = 1.0,
+    max_words: MaxWords = 90,
+    max_rows_per_source: MaxRowsPerSource = 0,
+    source_balance: SourceBalance = 0.0,
+    max_negative_ratio: Annotated[
+        float, typer.Option(help="Per language, label-0 rows per label-1 row (0: no cap)")
+    ] = 2.0,
 ) -> None:
     """prepare -> finetune -> export in one go (paths under settings.data.work_dir)."""
     from training.config import ExportConfig, PrepareConfig
@@ -273,11 +321,17 @@ def run_all(
             device=device,
         )
         result = pipeline(
-            _inputs(settings, inputs),
+            _inputs(settings, inputs) + _real_inputs(settings, real_train, real_weight),
             work,
             bundle or work / "bundle",  # type: ignore[arg-type]
             sentiment=_sentiment(settings, sentiment, no_sentiment),
-            prepare_config=PrepareConfig(seed=seed),
+            prepare_config=PrepareConfig(
+                seed=seed,
+                max_words=max_words,
+                max_rows_per_source=max_rows_per_source or None,
+                source_balance=source_balance,
+                max_negative_ratio=max_negative_ratio or None,
+            ),
             finetune_config=config,
             export_config=ExportConfig(enforce_parity=enforce_parity),
             base_model_name=name,
