@@ -31,6 +31,7 @@ from faststream.message import StreamMessage
 from prometheus_client import make_asgi_app
 
 from depdetect.settings import Settings, load_settings
+from schemas.errors import DepdetectError
 from schemas.messages import DeadLetter, ReviewRequest
 from schemas.migrate import upgrade
 from services.classifier.batch import BatchOutcome, BatchProcessor
@@ -57,7 +58,7 @@ NACK_PAUSE_S = 1.0
 NACK_PAUSE_MAX_S = 30.0
 
 
-class BatchFailed(Exception):
+class BatchFailed(DepdetectError):
     """What the framework sees of a failed batch: a description without any text (the
     original exception's message may quote record values, so it is not chained)."""
 
@@ -105,7 +106,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         kafka.dead_letter_topic,
         title="dead-letters",
         schema=DeadLetter,
-        description="Records that broke the contract, with the reason and the original bytes.",
+        description="Records that could not be processed (contract errors; texts the model "
+        "or the database refused), with the reason, the error class and the original bytes "
+        "(cut to fit the broker's request size when too large: see `truncated`).",
     )
     publishers = {
         kafka.review_topic: review_publisher,
