@@ -11,13 +11,13 @@ import pandas as pd
 
 from schemas.errors import ConfigurationError
 from training.config import PrepareConfig
-from training.prepare.audit import audit, format_audit
+from training.prepare.audit import audit, format_audit, source_summary
 from training.prepare.clean import clean_frame, filter_length
 from training.prepare.dedup import deduplicate
 from training.prepare.manifest import PreparedData, SplitFile
 from training.prepare.report import format_report, write_plots
 from training.prepare.sentiment import load_sentiment_corpus
-from training.prepare.split import SPLITS, balance, grouped_split
+from training.prepare.split import SPLITS, balance, cap_sources, grouped_split, source_weights
 from training.prepare.tables import InputSpec, read_labelled, write_table
 from training.provenance import describe_input
 
@@ -71,8 +71,12 @@ def prepare(
     steps["deduplicated"] = len(data)
     data = filter_length(data, config.min_words, config.max_words)
     steps[f"{config.min_words}-{config.max_words} words"] = len(data)
+    if config.max_rows_per_source is not None:
+        data = cap_sources(data, config.max_rows_per_source, config.seed)
+        steps[f"at most {config.max_rows_per_source} rows per source"] = len(data)
     data = balance(data, config.max_negative_ratio, config.seed).reset_index(drop=True)
     steps["balanced"] = len(data)
+    data["weight"] = source_weights(data, config.source_balance)
     if data["label"].nunique() < 2:
         raise ConfigurationError("prepared data has only one label; add labelled inputs")
     data["split"] = grouped_split(data, config.split_ratios, config.seed)
@@ -107,6 +111,9 @@ def prepare(
             "raw": shortcut["shortcut_auc_raw"],
             "normalized": shortcut["shortcut_auc_normalized"],
         },
+        "source_audit": source_summary(
+            shortcut["source_audit"] if isinstance(shortcut["source_audit"], dict) else None
+        ),
         "config": {k: v for k, v in asdict(config).items() if k != "normalization"},
         "normalization": config.normalization.model_dump(),
     }
