@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from depdetect.settings import Settings, StoreUnflagged
 from schemas.errors import TransientError
 from schemas.messages import Decision, describe_validation_error, utcnow
-from services.api.console import figures
 from services.api.console.auth import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -604,12 +603,20 @@ def dashboard(
     )
 
 
-FIGURES = {
-    "flags": lambda f: figures.flags_figure(f.flags, rates=f.rates),
-    "drift": lambda f: figures.drift_figure(f.drift),
-    "precision": lambda f: figures.precision_figure(f.outcomes),
-    "reviews": lambda f: figures.review_figure(f.reviews),
-}
+FIGURES = ("flags", "drift", "precision", "reviews")
+
+
+def _draw(name: str, shown: Figures) -> bytes:
+    # matplotlib is imported on the first figure, not with the app (seconds of start-up).
+    from services.api.console import figures
+
+    if name == "flags":
+        return figures.flags_figure(shown.flags, rates=shown.rates)
+    if name == "drift":
+        return figures.drift_figure(shown.drift)
+    if name == "precision":
+        return figures.precision_figure(shown.outcomes)
+    return figures.review_figure(shown.reviews)
 
 
 @router.get("/dashboard/figures/{name}.svg")
@@ -620,13 +627,12 @@ async def dashboard_figure(
     settings: SettingsDep,
     query: Annotated[DashboardQuery, Query()],
 ) -> Response:
-    draw = FIGURES.get(name)
-    if draw is None:
+    if name not in FIGURES:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no figure {name!r}")
 
     def render() -> bytes:
         with sessions() as session:
-            return draw(_figures(session, settings, query))
+            return _draw(name, _figures(session, settings, query))
 
     # matplotlib is CPU work: off the event loop.
     svg = await asyncio.to_thread(render)
