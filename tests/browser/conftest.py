@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from depdetect.settings import REPO_ROOT, ConsoleSettings, Settings
 from services.api.app import create_app
@@ -39,6 +39,10 @@ CHROMIUM = Path(os.environ.get("DEPDETECT_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("DEPDETECT_TEST_ARTIFACTS", REPO_ROOT / "var" / "test-artifacts"))
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+# The CI machine is shared and slow at times: waiting longer than Playwright's 5 s default
+# costs nothing when the page is right, and a wrong page still fails.
+expect.set_options(timeout=20_000)
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +117,7 @@ async def new_context(browser: Browser) -> AsyncIterator[Callable[[], Awaitable[
 
     async def make() -> BrowserContext:
         context = await browser.new_context(viewport={"width": 1200, "height": 900})
+        context.set_default_timeout(20_000)
         contexts.append(context)
         return context
 
