@@ -180,8 +180,15 @@ class Attempts:
         """How many of ``records`` are back after a failure (redeliveries)."""
         return sum(1 for r in records if self._key(r) in self._failures)
 
+    #: Failures of records this member no longer holds (a rebalance) are not forgotten
+    #: one by one; past this many entries the oldest half goes.
+    MAX_ENTRIES = 100_000
+
     def failed(self, records: Sequence[Any]) -> int:
         """Count one more failure for each record; returns the highest count."""
+        if len(self._failures) > self.MAX_ENTRIES:
+            for key in list(self._failures)[: self.MAX_ENTRIES // 2]:
+                del self._failures[key]
         highest = 0
         for r in records:
             key = self._key(r)
