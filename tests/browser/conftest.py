@@ -38,8 +38,6 @@ from tests.api.conftest import (  # noqa: F401
 CHROMIUM = Path(os.environ.get("DEPDETECT_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("DEPDETECT_TEST_ARTIFACTS", REPO_ROOT / "var" / "test-artifacts"))
 
-pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
-
 # The CI machine is shared and slow at times: waiting longer than Playwright's 5 s default
 # costs nothing when the page is right, and a wrong page still fails.
 expect.set_options(timeout=20_000)

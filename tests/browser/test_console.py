@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.async_api import BrowserContext, expect
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,8 @@ from schemas.tables import DecisionRow, ResultRow, ReviewClaimRow
 from services.api.security.tokens import Role
 from tests.api.support import read_decisions
 from tests.browser.conftest import sign_in_with_keyboard
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 NewContext = Callable[[], Awaitable[BrowserContext]]
 Tokens = Callable[..., dict[str, str]]
