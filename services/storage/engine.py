@@ -44,8 +44,6 @@ def make_engine(
 
         return engine
     kwargs["pool_size"] = 5
-    # A pool exhausted by calls stuck on a hung server fails fast (a transient error).
-    kwargs["pool_timeout"] = max(1.0, float(connect_timeout_s))
     connect_args: dict[str, Any] = {"connect_timeout": connect_timeout_s}
     if statement_timeout_s is not None:
         ms = max(1, int(statement_timeout_s * 1000))
