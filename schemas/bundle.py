@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.errors import BundleError
 from schemas.messages import Label, utcnow
-from schemas.text_normalization import NormalizationSettings
+from schemas.text import NormalizationSettings
 
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "bundle.json"

@@ -28,11 +28,10 @@ from pydantic import (
 )
 
 from schemas.errors import ContractError
+from schemas.text import LANGUAGES as LANGUAGES  # the contract's languages
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
-#: Languages the model is trained for (ISO 639-1).
-LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "it", "pt", "es")
 #: Used when no validation context gives a maximum (settings: contract.max_text_chars).
 DEFAULT_MAX_TEXT_CHARS = 5000
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from schemas.errors import ConfigurationError
-from schemas.text_normalization import NormalizationSettings
+from schemas.text import NormalizationSettings
 
 DEFAULT_BASE_MODEL = "FacebookAI/xlm-roberta-base"
 BEST_METRICS = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "loss")

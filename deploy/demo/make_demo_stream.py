@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import py3langid
+
+from schemas.text import LANGUAGES as LANGS
+from schemas.text import resolve_language
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE.parent.parent / "training" / "sample_data" / "sample.csv"
-LANGS = ("en", "de", "fr", "it", "pt", "es")
 
 
 def main(seed_csv: Path) -> None:
@@ -28,7 +29,7 @@ def main(seed_csv: Path) -> None:
     taken = set(pd.read_csv(SAMPLE, sep="|")["text"])
     seed = seed[~seed["text"].isin(taken)]
     seed = seed[seed["text"].str.split().str.len().between(4, 60)]
-    seed["language"] = [py3langid.classify(t)[0] for t in seed["text"]]
+    seed["language"] = [resolve_language(t) for t in seed["text"]]
     rng = random.Random(7)
     rows = []
     for lang in LANGS:

@@ -27,6 +27,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from depdetect.settings import Settings, StoreUnflagged
 from schemas.messages import Label, ReviewRequest, encode, utcnow
 from schemas.tables import ReviewStatus
+from schemas.text import resolve_language
 from services.classifier.failure_policy import (
     FatalError,
     Fault,
@@ -42,7 +43,6 @@ from services.classifier.records import (
     fit_dead_letter,
     sort_records,
 )
-from services.inference.language import detect_language
 from services.inference.runner import ModelRunner
 from services.storage.results import PendingReview, ResultStore
 
@@ -228,7 +228,7 @@ class BatchProcessor:
     def _score(self, messages: list[Any]) -> list[tuple[float, str | None]]:
         results = self.runner.score([m.text for m in messages])
         return [
-            (r.score, m.language or detect_language(m.text))
+            (r.score, resolve_language(m.text, m.language))
             for m, r in zip(messages, results, strict=True)
         ]
 
@@ -250,9 +250,10 @@ class BatchProcessor:
         for item, score, language in scored:
             msg = item.message
             flagged = score >= self.threshold
-            self.metrics.classified.labels(language).inc()
+            # Texts in another language have no language; "other" keeps the label set bounded.
+            self.metrics.classified.labels(language or "other").inc()
             if flagged:
-                self.metrics.flagged.labels(language).inc()
+                self.metrics.flagged.labels(language or "other").inc()
             elif store_unflagged is StoreUnflagged.NOTHING:
                 continue
             row = {

@@ -21,7 +21,7 @@ from tokenizers import Encoding, Tokenizer
 
 from schemas.bundle import MODEL_FILE, TOKENIZER_FILE, BundleManifest, read_manifest
 from schemas.errors import BundleError
-from schemas.text_normalization import NormalizationSettings, normalize_text
+from schemas.text import NormalizationSettings, normalize_text
 
 
 @dataclass(frozen=True)

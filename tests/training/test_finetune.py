@@ -82,7 +82,7 @@ def test_trainer_loss_uses_the_weight_column(tiny_encoder: Path, sample_csv: Pat
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from schemas.text_normalization import NormalizationSettings
+    from schemas.text import NormalizationSettings
     from training.finetune.data import EncodedTexts, WeightedCollator
     from training.finetune.trainer import build_trainer
     from training.tokenizer_loading import load_tokenizer
@@ -111,7 +111,7 @@ def test_length_grouped_batches_pad_less(tiny_encoder: Path, sample_csv: Path) -
     import pandas as pd
     from transformers import AutoModelForSequenceClassification
 
-    from schemas.text_normalization import NormalizationSettings
+    from schemas.text import NormalizationSettings
     from training.finetune.data import EncodedTexts
     from training.finetune.trainer import build_trainer
     from training.tokenizer_loading import load_tokenizer

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.text import dedup_key
 from training.generate.config import Bucket
 from training.generate.errors import ResponseParseError
 from training.generate.parsing import answer_text, parse_texts
-from training.generate.validation import Reason, TextValidator, dedup_key, word_count
+from training.generate.validation import Reason, TextValidator, word_count
 
 BUCKET = Bucket(min_words=9, max_words=15, share=1.0)
 SPANISH = "hoy caminé hasta el mercado con mi hermana y hablamos de la semana"

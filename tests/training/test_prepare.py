@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from schemas.errors import ConfigurationError
-from schemas.text_normalization import NormalizationSettings
+from schemas.text import NormalizationSettings
 from training.config import PrepareConfig
 from training.prepare.audit import audit
 from training.prepare.clean import clean_frame, clean_text, length_bucket

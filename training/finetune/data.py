@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from schemas.text_normalization import NormalizationSettings, normalize_text
+from schemas.text import NormalizationSettings, normalize_text
 
 
 def encode_texts(

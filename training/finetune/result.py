@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from schemas.errors import ConfigurationError
 from schemas.messages import Label
-from schemas.text_normalization import NormalizationSettings
+from schemas.text import NormalizationSettings
 
 LABELS = [Label.NO_INDICATORS.value, Label.INDICATORS.value]
 

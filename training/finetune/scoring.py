@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from schemas.text_normalization import NormalizationSettings
+from schemas.text import NormalizationSettings
 from training.finetune.data import encode_texts, pad_batch
 
 

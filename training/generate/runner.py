@@ -15,6 +15,7 @@ import pydantic
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
 from schemas.errors import ConfigurationError, TransientError
+from schemas.text import dedup_key
 from training.generate.batches import BatchApi
 from training.generate.config import Bucket, GenerationConfig, RunOptions
 from training.generate.errors import (
@@ -28,7 +29,7 @@ from training.generate.plan import build_plan
 from training.generate.progress import RunProgress
 from training.generate.seeds import load_seeds
 from training.generate.state import RequestStatus, RunStore, StoredRequest
-from training.generate.validation import Reason, TextValidator, dedup_key
+from training.generate.validation import Reason, TextValidator
 
 log = logging.getLogger(__name__)
 

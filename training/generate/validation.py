@@ -6,14 +6,11 @@ the inserts), so that a rolled-back batch never leaves phantom "seen" texts behi
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
-from typing import Any
 
-from training.generate.config import SUPPORTED_LANGUAGES, Bucket
+from schemas.text import detect_language
+from training.generate.config import Bucket
 
 
 class Reason(StrEnum):
@@ -41,29 +38,13 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def dedup_key(text: str) -> str:
-    """Case, accents' composition, punctuation and spacing do not make a text new."""
-    normal = unicodedata.normalize("NFKC", text).casefold()
-    normal = re.sub(r"[^\w\s]", "", normal)
-    return " ".join(normal.split())
-
-
-@cache
-def _identifier() -> Any:
-    # Loaded once, on first use: the model takes a moment and dry runs never need it.
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    identifier.set_languages(list(SUPPORTED_LANGUAGES))
-    return identifier
-
-
 class LanguageDetector:
-    """py3langid restricted to the six supported languages (its model ships in the wheel)."""
+    """The project's one detector (``schemas.text``): the most likely supported language.
+
+    A class so that tests can hand the validator a stand-in."""
 
     def detect(self, text: str) -> str:
-        language, _confidence = _identifier().classify(text)
-        return str(language)
+        return detect_language(text).language
 
 
 class TextValidator:

@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
-from schemas.text_normalization import NormalizationSettings, normalize_text
+from schemas.text import NormalizationSettings, normalize_text
 
 ARTEFACTS: dict[str, Callable[[str], bool]] = {
     "mention": lambda t: bool(re.search(r"(?<!\w)@\w+", t)),

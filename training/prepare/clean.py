@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pandas as pd
-import py3langid
 
-from schemas.messages import LANGUAGES
-from schemas.text_normalization import NormalizationSettings, normalize_text
+from schemas.text import NormalizationSettings, detect_language, normalize_text, resolve_language
 from training.config import LENGTH_BUCKETS
 
 _REPAIR = NormalizationSettings(
@@ -42,18 +40,8 @@ def length_bucket(words: int) -> str:
 
 
 def detect_languages(texts: Iterable[str]) -> list[str]:
-    return [py3langid.classify(text)[0] for text in texts]
-
-
-def resolve_language(detected: str, declared: str) -> str:
-    """Detected language when it is one of ours; else the producer's, if it is one of ours.
-
-    py3langid errs on very short texts; a declared language from a trusted producer
-    (the corpus, the generator) rescues those rather than dropping them.
-    """
-    if detected in LANGUAGES:
-        return detected
-    return declared if declared in LANGUAGES else ""
+    """The detector's top language per text (only to count disagreements)."""
+    return [detect_language(text).top for text in texts]
 
 
 def clean_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -64,9 +52,10 @@ def clean_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     out = out[~empty].copy()
     out["language_declared"] = out["language"].fillna("")
     out["language_detected"] = detect_languages(out["text"])
+    # The one rule set (schemas.text): declared if ours, else detected if ours, else none.
     out["language"] = [
-        resolve_language(d, g)
-        for d, g in zip(out["language_detected"], out["language_declared"], strict=True)
+        resolve_language(text, declared) or ""
+        for text, declared in zip(out["text"], out["language_declared"], strict=True)
     ]
     unknown_language = out["language"] == ""
     out = out[~unknown_language].copy()

@@ -7,23 +7,16 @@ so the split keeps them on one side and the test split cannot reward memorisatio
 
 from __future__ import annotations
 
-import re
 import zlib
 
 import numpy as np
 import pandas as pd
 
-from schemas.text_normalization import normalize_text
+from schemas.text import dedup_key
 
-_NON_WORD = re.compile(r"[^\w\s]+")
 _PRIME = np.uint64((1 << 61) - 1)
 _PERMUTATIONS = 64
 _BANDS = 32  # 2 rows per band: candidates from about Jaccard 0.2, verified exactly below
-
-
-def dedup_key(text: str) -> str:
-    """Texts equal after normalisation, case and punctuation are exact duplicates."""
-    return " ".join(_NON_WORD.sub(" ", normalize_text(text).casefold()).split())
 
 
 def shingles(key: str) -> set[int]:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from schemas.errors import ConfigurationError
-from schemas.text_normalization import NormalizationSettings
+from schemas.text import NormalizationSettings
 from training.provenance import content_sha256
 
 

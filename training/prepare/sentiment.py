@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from schemas.errors import ConfigurationError
-from schemas.messages import LANGUAGES
+from schemas.text import LANGUAGES
 from training.prepare.tables import COLUMNS
 
 HUB_ID = "tyqiangz/multilingual-sentiments"

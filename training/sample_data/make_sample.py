@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import py3langid
 
-from schemas.messages import LANGUAGES
+from schemas.text import LANGUAGES, resolve_language
 
 PER_CELL = 35  # rows per (language, label) of plain texts
 TWEETS_PER_LANGUAGE = 5  # extra label-0 tweet-style rows per language
@@ -24,7 +23,7 @@ TWEET = r"@user|http|#"
 
 def draw(source: Path) -> pd.DataFrame:
     table = pd.read_csv(source, sep="|")
-    table["language"] = [py3langid.classify(text)[0] for text in table["text"]]
+    table["language"] = [resolve_language(text) for text in table["text"]]
     table = table[table["language"].isin(LANGUAGES)].drop_duplicates("text")
     tweet = table["text"].str.contains(TWEET, regex=True)
     parts = []
