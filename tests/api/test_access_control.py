@@ -24,6 +24,8 @@ def _endpoints(rid: int) -> list[tuple[str, str]]:
         ("POST", f"/results/{rid}/decisions"),
         ("GET", "/aggregates/flags"),
         ("GET", "/aggregates/outcomes"),
+        ("GET", "/aggregates/scores"),
+        ("GET", "/aggregates/reviews"),
     ]
 
 
@@ -36,6 +38,8 @@ ALLOWED = {
         "POST /results/{id}/decisions",
         "GET /aggregates/flags",
         "GET /aggregates/outcomes",
+        "GET /aggregates/scores",
+        "GET /aggregates/reviews",
     },
     Role.ADMIN: {
         "GET /results",
@@ -44,8 +48,15 @@ ALLOWED = {
         "POST /results/{id}/decisions",
         "GET /aggregates/flags",
         "GET /aggregates/outcomes",
+        "GET /aggregates/scores",
+        "GET /aggregates/reviews",
     },
-    Role.ANALYST: {"GET /aggregates/flags", "GET /aggregates/outcomes"},
+    Role.ANALYST: {
+        "GET /aggregates/flags",
+        "GET /aggregates/outcomes",
+        "GET /aggregates/scores",
+        "GET /aggregates/reviews",
+    },
 }
 
 
