@@ -79,6 +79,16 @@ async def test_three_items_with_the_keyboard_alone(
     await expect(page.locator("#text")).to_have_text("I feel like a burden to everyone around me.")
     await expect(page.locator(".facts")).to_contain_text("threshold 0.500")
     await page.screenshot(path=artifacts / "console-item.png", full_page=True)
+    # Controls have names a screen reader announces, and Tab reaches the decisions.
+    await expect(page.get_by_label("Note (optional")).to_be_editable()
+    for name in ("Indicators confirmed", "No indicators", "Urgent: escalate now"):
+        await expect(page.get_by_role("button", name=re.compile(name))).to_be_visible()
+    await page.get_by_label("Note (optional").focus()
+    await page.keyboard.press("Tab")
+    await expect(
+        page.get_by_role("button", name=re.compile("Indicators confirmed"))
+    ).to_be_focused()
+    await page.keyboard.press("Escape")  # nothing happens: focus is not in a field
     await page.keyboard.press("1")  # indicators confirmed, then straight to the next one
 
     await expect(page).to_have_url(_item_url(base, middle))
