@@ -41,6 +41,9 @@ class KafkaSettings(BaseModel):
     min_insync_replicas: int | None = Field(default=None, ge=1)
     batch_max_records: int = Field(default=64, ge=1)
     batch_max_wait_ms: int = Field(default=200, ge=0)
+    #: A member that does not come back for records within this long is dropped from the
+    #: group (Kafka's max.poll.interval.ms); the service's retries must stay under it.
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     #: Largest request the producer sends (aiokafka max_request_size); dead letters that
     #: would be larger are truncated, with the truncation recorded in their headers.
     max_request_bytes: int = Field(default=1_048_576, ge=10_000)
@@ -145,6 +148,10 @@ class ServiceSettings(BaseModel):
     stall_after_s: float = Field(default=120.0, gt=0)
     #: How often unpublished review events (outbox) are looked for and published.
     outbox_sweep_interval_s: float = Field(default=30.0, gt=0)
+    #: How long a batch retries an unavailable database before it is rewound (nacked) and
+    #: fetched again (at most a third of kafka.max_poll_interval_ms: a handler that does not
+    #: return in time would have the member evicted from its group).
+    retry_for_s: float = Field(default=90.0, gt=0)
 
 
 class AnthropicSettings(BaseModel):

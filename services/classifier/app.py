@@ -86,6 +86,11 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         attempts=Attempts(settings.service.max_record_attempts),
     )
     kafka = settings.kafka
+    # The handler must return (commit or nack) well within max.poll.interval, or the
+    # member is evicted from its group: retries, one more attempt and the pause fit in it.
+    poll_s = kafka.max_poll_interval_ms / 1000
+    retry_for_s = min(settings.service.retry_for_s, poll_s / 3)
+    max_pause_s = min(NACK_PAUSE_MAX_S, poll_s / 4)
     broker = KafkaBroker(
         # A list: faststream takes a "host1,host2" string for one host name.
         [server.strip() for server in kafka.bootstrap_servers.split(",")],
@@ -125,6 +130,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         batch=True,
         max_records=kafka.batch_max_records,
         batch_timeout_ms=kafka.batch_max_wait_ms,
+        max_poll_interval_ms=kafka.max_poll_interval_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_raw_values,
@@ -152,7 +158,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 raise BatchFailed(describe(exc)) from None
             if fault is not Fault.TRANSIENT:
                 state.attempts.failed(records)
-            pause = min(NACK_PAUSE_MAX_S, NACK_PAUSE_S * 2 ** (state.consecutive_failures - 1))
+            pause = min(max_pause_s, NACK_PAUSE_S * 2 ** (state.consecutive_failures - 1))
             # No traceback: the exception's own message may quote record values.
             log.error(
                 "batch of %d failed (%s: %s); it will be redelivered in %.1fs",
@@ -211,6 +217,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 state.stopping,
                 state.metrics,
                 attempt_timeout_s=settings.database.statement_timeout_s,
+                retry_for_s=retry_for_s,
             ),
             metrics=state.metrics,
         )

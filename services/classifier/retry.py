@@ -28,7 +28,9 @@ class Retrier:
     """Runs ``fn`` in a thread; on ``TransientError`` waits (0.5 s … max_wait) and retries.
 
     While it waits, the consumer fetches nothing: consumption pauses by itself and
-    resumes once the dependency answers. A shutdown request ends the wait.
+    resumes once the dependency answers. A shutdown request ends the wait, and so does
+    ``retry_for_s``: the batch then fails as a whole (transient: rewound and fetched
+    again after a pause), so that the consumer polls in time to stay in its group.
 
     ``attempt_timeout_s`` bounds each attempt: a database that hangs (accepts the
     connection, never answers) counts as unavailable and the call is retried, instead of
@@ -43,17 +45,22 @@ class Retrier:
         metrics: ServiceMetrics,
         max_wait: float = 10.0,
         attempt_timeout_s: float | None = None,
+        retry_for_s: float | None = None,
     ):
         self.stopping = stopping
         self.metrics = metrics
         self.max_wait = max_wait
         self.attempt_timeout_s = attempt_timeout_s
+        self.retry_for_s = retry_for_s
         # Its own threads: calls stuck on a hung database must not starve the shared
         # default pool that scoring uses.
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="depdetect-db")
 
     def _stop(self, state: RetryCallState) -> bool:
-        return self.stopping.is_set()
+        if self.stopping.is_set():
+            return True
+        elapsed = state.seconds_since_start or 0.0
+        return self.retry_for_s is not None and elapsed >= self.retry_for_s
 
     def _log(self, state: RetryCallState) -> None:
         self.metrics.transient_errors.labels("database").inc()

@@ -418,3 +418,19 @@ async def test_the_outbox_sweep_leaves_young_rows_and_reports_the_oldest_age(par
     assert await processor.sweep_outbox() == 2
     assert processor.metrics.outbox_oldest_seconds._value.get() == 0  # type: ignore[attr-defined]
     assert len(broker.on(review_topic)) == 2
+
+
+async def test_retries_end_after_their_budget_so_the_batch_is_rewound_in_time() -> None:
+    import time
+
+    metrics = ServiceMetrics()
+    retrier = Retrier(asyncio.Event(), metrics, max_wait=0.1, retry_for_s=0.5)
+
+    def down() -> None:
+        raise TransientError("database unavailable")
+
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        await retrier(down)
+    assert 0.5 <= time.monotonic() - started < 3
+    assert metrics.retries.labels("database")._value.get() >= 2  # type: ignore[attr-defined]
