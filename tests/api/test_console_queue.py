@@ -10,13 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from depdetect.settings import Settings
 from schemas.messages import utcnow
-from schemas.tables import ReviewClaimRow
+from schemas.tables import DecisionRow, ReviewClaimRow
 from services.api.security.tokens import Role
+from tests.api.support import RecordingSink
 
 pytestmark = pytest.mark.postgres
 
@@ -99,3 +100,32 @@ async def test_next_skips_claimed_items_until_the_claim_expires(
                 )
             back = await carol.get("/console/next")
             assert back.headers["location"].startswith(f"/console/items/{first}")
+
+
+async def test_urgent_decision_with_the_broker_down_is_kept_and_said(
+    app_client_factory: Callable[..., Any],
+    settings: Settings,
+    token_for: Callable[..., dict[str, str]],
+    insert_result: Callable[..., int],
+    sessions: sessionmaker[Session],
+) -> None:
+    """The decision is committed (outbox); the page says the event is not out yet."""
+    item = insert_result(score=0.9)
+    down = RecordingSink(fail=True)
+    async with app_client_factory(app_settings=settings, sink=down) as client:
+        await _signed_in(client, token_for(Role.MODERATOR, name="alice"))
+        page = await client.get(f"/console/items/{item}")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        response = await client.post(
+            f"/console/items/{item}/decide",
+            data={"csrf_token": csrf.group(1), "decision": "escalated", "note": "plan mentioned"},
+        )
+        assert response.status_code == 303
+        assert "published=false" in response.headers["location"]
+        queue = (await client.get(response.headers["location"], follow_redirects=True)).text
+        assert "the broker is unreachable: the urgent event is queued and retried" in queue
+        assert f'URGENT</strong> result <a href="/console/items/{item}">{item}</a>' in queue
+    with sessions() as session:
+        row = session.scalars(select(DecisionRow)).one()
+    assert (row.decision, row.note, row.event_published_at) == ("escalated", "plan mentioned", None)

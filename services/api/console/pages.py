@@ -441,6 +441,17 @@ def item_page(
     )
 
 
+#: How long an urgent decision waits for its event to reach the broker.
+URGENT_PUBLISH_WAIT_S = 5.0
+
+
+def _log_failure(task: asyncio.Task[int]) -> None:
+    # Retrieve the outcome of a pass that outlived its wait (else asyncio warns); the
+    # relay retries what stayed pending.
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a decision relay pass failed: %r", task.exception())
+
+
 @router.post("/console/items/{result_id}/decide", response_class=HTMLResponse)
 async def decide(
     request: Request,
@@ -490,11 +501,15 @@ async def decide(
     if recorded.created and request_.decision is Decision.ESCALATED:
         # Urgent: publish now, before the moderator moves on, rather than on the relay's
         # next pass. If the broker is down the outbox keeps it and the relay retries.
+        # The wait is bounded: with the broker down the moderator hears so within seconds,
+        # and the pass goes on in the background (the shield) until the sink gives up.
+        task = asyncio.create_task(relay.publish_pending(), name=f"urgent-{result_id}")
+        task.add_done_callback(_log_failure)
         try:
-            await relay.publish_pending()
+            await asyncio.wait_for(asyncio.shield(task), URGENT_PUBLISH_WAIT_S)
             published = True
-        except TransientError as exc:
-            log.warning("urgent decision event for result %d stays pending: %s", result_id, exc)
+        except (TransientError, TimeoutError) as exc:
+            log.warning("urgent decision event for result %d stays pending: %r", result_id, exc)
             published = False
     elif recorded.created:
         relay.wake()
