@@ -93,6 +93,14 @@ async def test_the_session_cookie_and_what_ends_a_session(
                 update(ConsoleSessionRow).values(expires_at=utcnow() - timedelta(seconds=1))
             )
         assert (await client.get("/console/queue")).status_code == 303
+        # Sessions long past their end are deleted at the next sign-in.
+        with sessions.begin() as session:
+            session.execute(
+                update(ConsoleSessionRow).values(expires_at=utcnow() - timedelta(days=2))
+            )
+        await _sign_in(client, other)
+        with sessions() as session:
+            assert len(session.scalars(select(ConsoleSessionRow)).all()) == 1
 
 
 async def test_cookies_are_secure_over_https_and_sign_in_checks_its_form(

@@ -14,7 +14,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from schemas.tables import ApiTokenRow, ConsoleSessionRow
@@ -44,6 +44,10 @@ def open_session(
     principal = authenticate(session=session, secret=token_secret)
     if principal is None:
         return None
+    # Housekeeping on the way: sessions over a day past their end are of no use to anyone.
+    session.execute(
+        delete(ConsoleSessionRow).where(ConsoleSessionRow.expires_at < now - timedelta(days=1))
+    )
     secret = new_secret()
     session.add(
         ConsoleSessionRow(
