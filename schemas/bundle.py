@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,6 +31,42 @@ MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_CARD = "MODEL_CARD.md"
 REQUIRED_FILES = (MANIFEST, MODEL_FILE, TOKENIZER_FILE)
+
+
+class ChunkingSettings(BaseModel):
+    """How a text longer than ``max_sequence_length`` tokens is scored.
+
+    Off: the text is truncated (only its start is read). On: overlapping windows of
+    ``max_sequence_length`` tokens (special tokens included) cover the text, each is
+    scored, and the window margins (logit of "indicators" minus the other) are pooled.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    #: Tokens each window shares with the previous one.
+    stride: int = Field(default=32, ge=0)
+    #: ``max``: the most alarming window decides; ``mean_top_k``: mean of the k highest.
+    pooling: Literal["max", "mean_top_k"] = "max"
+    top_k: int = Field(default=2, ge=1)
+    #: Windows per text at most (bounds the cost of a very long text; the rest is unread).
+    max_chunks: int = Field(default=16, ge=1)
+
+
+class Calibration(BaseModel):
+    """P(indicators) = sigmoid(scale * margin + bias), margin = pooled logit difference.
+
+    ``none`` keeps the plain softmax (scale 1, bias 0). ``temperature`` fits the scale
+    only (1/T); ``platt`` fits scale and bias. Fit on the validation split.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["none", "temperature", "platt"] = "none"
+    scale: float = Field(default=1.0, gt=0.0)
+    bias: float = 0.0
+    #: What it was fit on (rows, sources, log loss before/after): for the model card.
+    fitted_on: dict[str, Any] = Field(default_factory=dict)
 
 
 class BundleManifest(BaseModel):
@@ -47,6 +83,8 @@ class BundleManifest(BaseModel):
     threshold: float = Field(ge=0.0, le=1.0)
     max_sequence_length: int = Field(default=256, ge=8)
     normalization: NormalizationSettings = Field(default_factory=NormalizationSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    calibration: Calibration = Field(default_factory=Calibration)
     quantization: str | None = None
     input_names: list[str] = Field(default_factory=lambda: ["input_ids", "attention_mask"])
     output_name: str = "logits"

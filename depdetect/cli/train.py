@@ -378,6 +378,96 @@ def compare(
 
 
 @app.command()
+def calibrate(
+    ctx: typer.Context,
+    bundle: Annotated[Path | None, typer.Option(help="Default: <work_dir>/bundle")] = None,
+    data: Annotated[Path | None, typer.Option(help="Prepared splits (<work_dir>/data)")] = None,
+    method: Annotated[str, typer.Option(help="none, temperature or platt")] = "temperature",
+    chunking: Annotated[
+        bool, typer.Option(help="Score long texts by overlapping windows (else truncate)")
+    ] = True,
+    stride: Annotated[int, typer.Option(help="Tokens shared by consecutive windows")] = 32,
+    pooling: Annotated[str, typer.Option(help="max or mean_top_k")] = "max",
+    top_k: Annotated[int, typer.Option(help="Windows averaged by mean_top_k")] = 2,
+    max_chunks: Annotated[int, typer.Option(help="Windows per text at most")] = 16,
+    target_precision: Annotated[
+        float | None, typer.Option(help="Default: the bundle's target precision")
+    ] = None,
+) -> None:
+    """Set chunked scoring, fit the calibration and re-tune the threshold on validation."""
+    from pydantic import ValidationError
+
+    from schemas.bundle import ChunkingSettings
+    from training.calibrate.run import calibrate_bundle
+
+    settings = state_settings(ctx)
+    work = settings.data.work_dir
+    if method not in ("none", "temperature", "platt"):
+        raise fail("--method must be none, temperature or platt")
+    try:
+        window = ChunkingSettings(
+            enabled=chunking,
+            stride=stride,
+            pooling=pooling,  # type: ignore[arg-type]
+            top_k=top_k,
+            max_chunks=max_chunks,
+        )
+        result = calibrate_bundle(
+            bundle or work / "bundle",
+            data or work / "data",
+            method=method,  # type: ignore[arg-type]
+            chunking=window,
+            target_precision=target_precision,
+        )
+    except ValidationError as exc:
+        raise fail(f"bad chunking settings: {exc}") from exc
+    except DepdetectError as exc:
+        raise fail(str(exc)) from exc
+    validation = result.report["validation"]
+    typer.echo(
+        f"calibration {result.manifest.calibration.method} (scale "
+        f"{result.manifest.calibration.scale:.4f}, bias {result.manifest.calibration.bias:.4f}); "
+        f"threshold {result.manifest.threshold:.4f}; validation precision "
+        f"{validation['precision']:.4f} recall {validation['recall']:.4f} f1 {validation['f1']:.4f}"
+    )
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    bundle: Annotated[Path | None, typer.Option(help="Default: <work_dir>/bundle")] = None,
+    data: Annotated[Path | None, typer.Option(help="Prepared splits (<work_dir>/data)")] = None,
+    suite: Annotated[
+        Path | None, typer.Option(help="Dev suite folder (default settings.data.dev_suite_dir)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Default: <work_dir>/report")] = None,
+    loso: Annotated[bool, typer.Option(help="Leave-one-source-out table (TF-IDF)")] = True,
+) -> None:
+    """Dev suite (bundle, bundle truncated, TF-IDF reference) and leave-one-source-out
+    tables into <out> and into the bundle's manifest and model card."""
+    from training.evaluate.loso import format_loso
+    from training.evaluate.report import write_report
+    from training.evaluate.suite import format_table
+
+    settings = state_settings(ctx)
+    work = settings.data.work_dir
+    try:
+        result = write_report(
+            bundle or work / "bundle",
+            data or work / "data",
+            suite or settings.data.dev_suite_dir,
+            out or work / "report",
+            loso=loso,
+        )
+    except DepdetectError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(format_table(result["dev_suite"]))
+    if "loso" in result:
+        typer.echo("\nLeave one source out (" + result["loso"]["model"] + "):")
+        typer.echo(format_loso(result["loso"]["rows"]))
+
+
+@app.command()
 def tiny(
     out: Annotated[Path, typer.Argument(help="Directory for the bundle")],
     data: Annotated[Path | None, typer.Option(help="Labelled table (default: sample)")] = None,
@@ -391,7 +481,24 @@ def tiny(
 
 def evaluate(
     model: Annotated[Path, typer.Option("--model", help="Model bundle directory")],
-    data: Annotated[Path, typer.Option("--data", help="CSV, TSV or pipe table")],
+    data: Annotated[Path | None, typer.Option("--data", help="CSV, TSV or pipe table")] = None,
+    suite: Annotated[
+        Path | None,
+        typer.Option(help="Score every *.csv of this folder: one table (per set, per language)"),
+    ] = None,
+    reference_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --suite: also train the TF-IDF reference on these prepared splits "
+            "(train; threshold on validation) and score it as a row"
+        ),
+    ] = None,
+    compare_truncation: Annotated[
+        bool, typer.Option(help="With --suite: also score the bundle with chunking off")
+    ] = False,
+    plots: Annotated[
+        Path | None, typer.Option(help="With --suite: write ROC/PR curves per set here (PNG)")
+    ] = None,
     sep: Annotated[str | None, typer.Option(help="Column separator (default: sniffed)")] = None,
     text_column: Annotated[str, typer.Option(help="Column with the texts")] = "text",
     label_column: Annotated[str, typer.Option(help="Column with 0/1 labels")] = "label",
@@ -399,9 +506,25 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Texts per ONNX call")] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
 ) -> None:
-    """Score a labelled table with a bundle: accuracy, precision, recall, F1, ROC/PR-AUC."""
+    """Score a labelled table (--data) or a folder of them (--suite) with a bundle:
+    precision, recall, F1 at the threshold, ROC-AUC, PR-AUC, flag rate."""
     from training.evaluate.evaluate_table import evaluate_file, format_result
 
+    if (data is None) == (suite is None):
+        raise fail("give exactly one of --data TABLE or --suite DIR")
+    if suite is not None:
+        from training.evaluate.suite import evaluate_suite, format_table, suite_scorers
+
+        try:
+            scorers = suite_scorers(
+                model, reference_data=reference_data, compare_truncation=compare_truncation
+            )
+            outcome = evaluate_suite(scorers, suite, plots=plots)
+        except DepdetectError as exc:
+            raise fail(str(exc)) from exc
+        typer.echo(json.dumps(outcome) if as_json else format_table(outcome))
+        return
+    assert data is not None
     try:
         result = evaluate_file(
             model,

@@ -6,6 +6,11 @@ check, the comparison report and the benchmarks all use it, so what is measured 
 what is served. Texts are normalised as at training time, tokenised without padding,
 sorted by length into micro-batches and padded only to the longest text of each
 micro-batch (dynamic padding), which is several times faster than padding to 512.
+
+Texts longer than the bundle's max length are scored by overlapping windows when the
+manifest turns chunking on (the window margins are pooled, then calibrated); else
+they are truncated. Both are decided by ``bundle.json`` alone, so evaluation and the
+service cannot differ.
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
-from schemas.bundle import MODEL_FILE, TOKENIZER_FILE, BundleManifest, read_manifest
+from schemas.bundle import (
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    BundleManifest,
+    Calibration,
+    ChunkingSettings,
+    read_manifest,
+)
 from schemas.errors import BundleError
 from schemas.text import NormalizationSettings, normalize_text
 
@@ -42,6 +54,48 @@ def softmax_positive(logits: np.ndarray, positive_index: int = 1) -> np.ndarray:
     return np.asarray(exp[:, positive_index] / exp.sum(axis=1))
 
 
+def windows(
+    ids: Sequence[int], special: Sequence[int], length: int, chunking: ChunkingSettings
+) -> list[list[int]]:
+    """Overlapping windows of at most ``length`` ids, each framed by the text's own
+    leading and trailing special tokens (``special`` is the tokenizer's mask).
+
+    The first window is exactly what truncation to ``length`` gives, so a short text
+    (one window) scores the same with chunking on or off.
+    """
+    head = 0
+    while head < len(ids) and special[head]:
+        head += 1
+    tail = len(ids)
+    while tail > head and special[tail - 1]:
+        tail -= 1
+    prefix, body, suffix = list(ids[:head]), list(ids[head:tail]), list(ids[tail:])
+    room = length - len(prefix) - len(suffix)
+    if len(ids) <= length or room <= chunking.stride:
+        return [list(ids[: length - len(suffix)]) + suffix if len(ids) > length else list(ids)]
+    step = room - chunking.stride
+    out = []
+    for start in range(0, len(body), step):
+        out.append(prefix + body[start : start + room] + suffix)
+        if start + room >= len(body) or len(out) == chunking.max_chunks:
+            break
+    return out
+
+
+def pool(margins: np.ndarray, chunking: ChunkingSettings) -> int | float:
+    """Index of the deciding window (``max``) or the pooled margin (``mean_top_k``)."""
+    if chunking.pooling == "max" or len(margins) == 1:
+        return int(np.argmax(margins))
+    top = np.sort(margins)[-chunking.top_k :]
+    return float(top.mean())
+
+
+def calibrated(margins: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """sigmoid(scale * margin + bias), stable for large margins of either sign."""
+    z = calibration.scale * np.asarray(margins, dtype=np.float64) + calibration.bias
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)))
+
+
 class ModelRunner:
     """Loads a graph once; ``score`` is thread-compatible but meant for one event loop.
 
@@ -62,8 +116,13 @@ class ModelRunner:
         intra_op_threads: int = 2,
         inter_op_threads: int = 1,
         manifest: BundleManifest | None = None,
+        chunking: ChunkingSettings | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self._manifest = manifest
+        self.max_length = max_length
+        self.chunking = chunking or ChunkingSettings()
+        self.calibration = calibration or Calibration()
         self.normalization = normalization or NormalizationSettings()
         self.positive_index = positive_index
         self.output_name = output_name
@@ -86,7 +145,10 @@ class ModelRunner:
         padding = self.tokenizer.padding
         self.pad_id = int(padding["pad_id"]) if padding else self._pad_token_id()
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length)
+        if self.chunking.enabled:
+            self.tokenizer.no_truncation()  # windows are cut in ``windows`` instead
+        else:
+            self.tokenizer.enable_truncation(max_length)
         self._input_names = {i.name for i in self.session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - self._input_names
         if missing:
@@ -115,6 +177,8 @@ class ModelRunner:
             intra_op_threads=intra_op_threads,
             inter_op_threads=inter_op_threads,
             manifest=manifest,
+            chunking=manifest.chunking,
+            calibration=manifest.calibration,
         )
 
     @property
@@ -146,6 +210,10 @@ class ModelRunner:
         """P(indicators) for each text, in input order."""
         return self._scores(self.encode(texts), batch_size or self.micro_batch_size)
 
+    def margins(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Pooled, uncalibrated logit margins per text (what calibration is fit on)."""
+        return self._pooled(self.encode(texts), batch_size or self.micro_batch_size)[0]
+
     def score(self, texts: Sequence[str]) -> list[Scored]:
         if not texts:
             return []
@@ -153,16 +221,52 @@ class ModelRunner:
         scores = self._scores(encodings, self.micro_batch_size)
         return [Scored(float(s), len(e.ids)) for s, e in zip(scores, encodings, strict=True)]
 
-    def _scores(self, encodings: Sequence[Encoding], batch_size: int) -> np.ndarray:
-        ids = [e.ids for e in encodings]
+    def _windows(self, encodings: Sequence[Encoding]) -> list[list[list[int]]]:
+        if not self.chunking.enabled:
+            return [[e.ids] for e in encodings]
+        return [
+            windows(e.ids, e.special_tokens_mask, self.max_length, self.chunking)
+            for e in encodings
+        ]
+
+    def _logits(self, ids: list[list[int]], batch_size: int) -> np.ndarray:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        scores = np.empty(len(ids), dtype=np.float64)
+        logits = np.empty((len(ids), 2), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            scores[chunk] = softmax_positive(
-                self.run_batch([ids[i] for i in chunk]), self.positive_index
-            )
-        return scores
+            logits[chunk] = self.run_batch([ids[i] for i in chunk])
+        return logits
+
+    def _pooled(
+        self, encodings: Sequence[Encoding], batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled margin, plain softmax of the deciding window or nan) per text."""
+        per_text = self._windows(encodings)
+        flat = [w for text in per_text for w in text]
+        logits = self._logits(flat, batch_size)
+        negative = 1 - self.positive_index
+        margin = logits[:, self.positive_index] - logits[:, negative]
+        plain = softmax_positive(logits, self.positive_index) if len(flat) else np.empty(0)
+        pooled = np.empty(len(per_text), dtype=np.float64)
+        softmax = np.full(len(per_text), np.nan)
+        start = 0
+        for i, text in enumerate(per_text):
+            window = slice(start, start + len(text))
+            start += len(text)
+            picked = pool(margin[window], self.chunking)
+            if isinstance(picked, int):
+                pooled[i] = margin[window][picked]
+                softmax[i] = plain[window][picked]
+            else:
+                pooled[i] = picked
+        return pooled, softmax
+
+    def _scores(self, encodings: Sequence[Encoding], batch_size: int) -> np.ndarray:
+        margins, softmax = self._pooled(encodings, batch_size)
+        if self.calibration.method == "none" and not np.isnan(softmax).any():
+            # The deciding window's own float32 softmax: exactly what PyTorch gives.
+            return softmax.astype(np.float64)
+        return calibrated(margins, self.calibration)
 
     def run_batch(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
         """Logits for already-tokenised texts, padded to the batch's longest."""

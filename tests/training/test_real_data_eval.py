@@ -1,0 +1,198 @@
+"""Chunked scoring, calibration, the dev-suite table, the TF-IDF reference and LOSO,
+on the tiny bundle and tiny tables."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from schemas.bundle import (
+    MANIFEST,
+    Calibration,
+    ChunkingSettings,
+    content_hash,
+    read_manifest,
+)
+from services.inference.runner import ModelRunner, calibrated, windows
+from training.prepare.run import read_split
+
+pytestmark = pytest.mark.training
+
+
+def test_windows_cover_the_text_with_overlap_and_keep_special_tokens() -> None:
+    ids = [101, *range(1, 21), 102]  # [CLS] 20 tokens [SEP]
+    special = [1, *([0] * 20), 1]
+    chunking = ChunkingSettings(enabled=True, stride=2, max_chunks=10)
+    out = windows(ids, special, 8, chunking)
+    # Room for 6 body tokens per window, 4 new ones each time.
+    assert out[0] == [101, 1, 2, 3, 4, 5, 6, 102]  # the first window is plain truncation
+    assert out[1] == [101, 5, 6, 7, 8, 9, 10, 102]
+    assert all(w[0] == 101 and w[-1] == 102 and len(w) <= 8 for w in out)
+    body = {t for w in out for t in w[1:-1]}
+    assert body == set(range(1, 21))
+    assert windows(ids, special, 64, chunking) == [ids]  # short: one window, unchanged
+    capped = windows(ids, special, 8, chunking.model_copy(update={"max_chunks": 2}))
+    assert len(capped) == 2
+
+
+def _variant(bundle: Path, **update: Any) -> ModelRunner:
+    manifest = read_manifest(bundle)
+    return ModelRunner(
+        bundle / "model.onnx",
+        bundle / "tokenizer.json",
+        normalization=manifest.normalization,
+        max_length=manifest.max_sequence_length,
+        **update,
+    )
+
+
+def test_chunked_scoring_reads_the_whole_text(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    bundle = tiny_run.exported.bundle_dir
+    texts = read_split(tiny_run.prepared.directory, "test")["text"].astype(str).tolist()
+    long_text = " ".join(texts[:40])  # far past 128 tokens
+    short = texts[:5]
+    plain = _variant(bundle)
+    chunked = _variant(bundle, chunking=ChunkingSettings(enabled=True, stride=16))
+    # Short texts: one window, the very same score as truncation.
+    np.testing.assert_array_equal(plain.predict_proba(short), chunked.predict_proba(short))
+    assert len(chunked._windows(chunked.encode([long_text]))[0]) > 1
+    # Max pooling includes the first window (the truncated text), so it never scores lower.
+    assert chunked.predict_proba([long_text])[0] >= plain.predict_proba([long_text])[0]
+    # The deciding window is scored as a text of its own would be (int8 dynamic quantization
+    # rounds activations per batch, hence the tolerance).
+    per_window = [
+        chunked._logits([w], 1)[0] for w in chunked._windows(chunked.encode([long_text]))[0]
+    ]
+    margins = [float(w[1] - w[0]) for w in per_window]
+    assert chunked.margins([long_text])[0] == pytest.approx(max(margins), abs=2e-2)
+    top2 = _variant(
+        bundle, chunking=ChunkingSettings(enabled=True, stride=16, pooling="mean_top_k", top_k=2)
+    )
+    assert top2.margins([long_text])[0] == pytest.approx(
+        float(np.mean(sorted(margins)[-2:])), abs=2e-2
+    )
+
+
+def test_fit_calibration_recovers_a_known_temperature() -> None:
+    from training.calibrate.run import fit_calibration, log_loss
+
+    rng = np.random.default_rng(0)
+    margins = rng.normal(0, 4, 4000)
+    labels = (rng.random(4000) < calibrated(margins, Calibration(scale=0.4))).astype(int)
+    weights = np.ones(4000)
+    fitted = fit_calibration(margins, labels, weights, "temperature")
+    assert fitted.scale == pytest.approx(0.4, rel=0.15)
+    assert fitted.bias == 0.0
+    assert fitted.fitted_on["log_loss_after"] < fitted.fitted_on["log_loss_before"]
+    platt = fit_calibration(margins + 2.0, labels, weights, "platt")
+    assert platt.bias == pytest.approx(-0.8, abs=0.25)  # undoes the shift of 2 x 0.4
+    assert log_loss(labels, calibrated(margins + 2.0, platt), weights) < log_loss(
+        labels, calibrated(margins + 2.0, Calibration()), weights
+    )
+
+
+def test_calibrate_bundle_stores_settings_the_runner_applies(  # type: ignore[no-untyped-def]
+    tiny_run, tmp_path: Path
+) -> None:
+    from training.calibrate.run import calibrate_bundle
+    from training.finetune.threshold import tune_threshold
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_run.exported.bundle_dir, bundle)
+    before = read_manifest(bundle)
+    result = calibrate_bundle(
+        bundle,
+        tiny_run.prepared.directory,
+        method="platt",
+        chunking=ChunkingSettings(enabled=True, stride=16),
+    )
+    after = read_manifest(bundle)  # hash still verifies: only bundle.json changed
+    assert after.model_version == before.model_version == content_hash(bundle)
+    assert after.calibration.method == "platt"
+    assert after.chunking.enabled and after.chunking.stride == 16
+    assert after.threshold == result.manifest.threshold
+    runner = ModelRunner.from_bundle(bundle)
+    validation = read_split(tiny_run.prepared.directory, "validation")
+    texts = validation["text"].astype(str).tolist()
+    scores = runner.predict_proba(texts)
+    np.testing.assert_allclose(scores, calibrated(runner.margins(texts), after.calibration))
+    # The threshold is tuned once, on exactly these shipped (calibrated) scores.
+    assert after.threshold == pytest.approx(
+        tune_threshold(validation["label"].to_numpy(), scores, 0.95)
+    )
+    assert "calibration" in (bundle / MANIFEST).read_text()
+
+
+def _suite(tmp_path: Path, prepared: Path) -> Path:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    test = read_split(prepared, "test")
+    test[["text", "label", "language"]].to_csv(suite / "mixed.csv", sep="|", index=False)
+    zeros = test[test["label"] == 0].head(15)
+    zeros[["text", "label", "language"]].to_csv(suite / "all_zero.csv", sep="|", index=False)
+    return suite
+
+
+def test_suite_table_per_set_and_language_with_reference(  # type: ignore[no-untyped-def]
+    tiny_run, tmp_path: Path
+) -> None:
+    from training.evaluate.suite import evaluate_suite, format_table, suite_scorers
+
+    prepared = tiny_run.prepared.directory
+    suite = _suite(tmp_path, prepared)
+    scorers = suite_scorers(tiny_run.exported.bundle_dir, reference_data=prepared)
+    assert set(scorers) == {"bundle", "tfidf"}
+    result = evaluate_suite(scorers, suite, plots=tmp_path / "plots")
+    rows = {(r["set"], r["language"]): r for r in result["models"]["bundle"]["rows"]}
+    mixed = read_split(prepared, "test")
+    assert rows[("mixed", "all")]["n"] == len(mixed)
+    assert rows[("mixed", "all")]["positives"] == int(mixed["label"].sum())
+    languages = set(mixed["language"])
+    assert {lang for (s, lang) in rows if s == "mixed"} == {"all", *languages}
+    zero = rows[("all_zero", "all")]
+    assert zero["roc_auc"] is None and zero["precision"] is None
+    threshold = result["models"]["bundle"]["threshold"]
+    runner = ModelRunner.from_bundle(tiny_run.exported.bundle_dir)
+    zeros = pd.read_csv(suite / "all_zero.csv", sep="|", keep_default_na=False)
+    expected = float(np.mean(runner.predict_proba(zeros["text"].tolist()) >= threshold))
+    assert zero["flag_rate"] == pytest.approx(expected)
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["mixed_roc_pr.png"]
+    table = format_table(result)
+    assert "| tfidf | mixed | all |" in table
+
+
+def test_tfidf_reference_and_leave_one_source_out() -> None:
+    from training.evaluate.loso import leave_one_source_out
+    from training.evaluate.reference import TfidfReference
+
+    rng = np.random.default_rng(0)
+    sad = ["empty", "hopeless", "tired", "alone", "worthless", "crying", "numb", "exhausted"]
+    fine = ["lovely", "match", "friends", "sunny", "dinner", "holiday", "garden", "music"]
+    rows = []
+    for source in ("alpha", "beta", "gamma"):
+        for i in range(40):
+            label = i % 2
+            words = rng.choice(sad if label else fine, size=5).tolist()
+            rows.append({"text": " ".join([*words, source]), "label": label, "source": source})
+    frame = pd.DataFrame(rows)
+    model = TfidfReference.fit(frame)
+    scores = model.predict_proba(["hopeless and empty", "lovely dinner with friends"])
+    assert scores[0] > 0.5 > scores[1]
+    # A source of only zeros: its flag rate is its false-flag rate.
+    zeros = pd.DataFrame(
+        {
+            "text": [" ".join(rng.choice(fine, size=5)) + " zeta" for _ in range(30)],
+            "label": 0,
+            "source": "z",
+        }
+    )
+    held = pd.concat([frame, zeros], ignore_index=True)
+    table = {r["source"]: r for r in leave_one_source_out(frame, frame, held)}
+    assert set(table) == {"alpha", "beta", "gamma", "z"}
+    assert table["alpha"]["roc_auc"] > 0.9  # the others carry the same signal
+    assert table["z"]["roc_auc"] is None and table["z"]["flag_rate"] < 0.2

@@ -1,0 +1,1 @@
+"""Calibrate a bundle: chunked scoring settings, temperature/Platt scaling, threshold."""

@@ -1,0 +1,167 @@
+"""``calibrate_bundle``: fit the score calibration and the threshold on the shipped scores.
+
+Runs after export on the finished bundle, torch-free: the validation split (which mixes
+the real and the synthetic sources, see ``prepare``) is scored by the bundle's own runner
+with the chosen chunking, a temperature (or Platt) scaling is fit to the pooled margins
+with the rows' loss weights (so no source decides), and the threshold is tuned on the
+calibrated scores for the target precision. Only ``bundle.json`` changes: the model
+version (a hash of the graph and tokenizer) stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from schemas.bundle import (
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    BundleManifest,
+    Calibration,
+    ChunkingSettings,
+    read_manifest,
+    write_manifest,
+)
+from services.inference.runner import ModelRunner, calibrated
+from training.evaluate.metrics import binary_metrics, metrics_by_group
+from training.finetune.threshold import tune_threshold
+from training.prepare.run import read_split
+
+Method = Literal["none", "temperature", "platt"]
+#: Per-language thresholds need this many positives of that language in validation.
+MIN_POSITIVES_PER_LANGUAGE = 100
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    manifest: BundleManifest
+    report: dict[str, Any]
+
+
+def log_loss(labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray) -> float:
+    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    losses = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    return float(np.sum(weights * losses) / np.sum(weights))
+
+
+def fit_calibration(
+    margins: np.ndarray, labels: np.ndarray, weights: np.ndarray, method: Method
+) -> Calibration:
+    """Weighted maximum likelihood of sigmoid(scale * margin + bias) (bias 0 for temperature)."""
+    y = np.asarray(labels, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    m = np.asarray(margins, dtype=float)
+    before = log_loss(y, calibrated(m, Calibration()), w)
+    if method == "none" or len(np.unique(y)) < 2:
+        return Calibration(fitted_on={"rows": len(y), "log_loss": before})
+
+    def loss(params: np.ndarray) -> float:
+        scale = float(np.exp(params[0]))  # log-parametrised: the scale stays positive
+        bias = float(params[1]) if method == "platt" else 0.0
+        return log_loss(y, calibrated(m, Calibration(scale=scale, bias=bias)), w)
+
+    start = np.zeros(2 if method == "platt" else 1)
+    best = minimize(loss, start, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
+    scale = float(np.exp(best.x[0]))
+    bias = float(best.x[1]) if method == "platt" else 0.0
+    return Calibration(
+        method=method,
+        scale=scale,
+        bias=bias,
+        fitted_on={"rows": len(y), "log_loss_before": before, "log_loss_after": float(best.fun)},
+    )
+
+
+def calibrate_bundle(
+    bundle_dir: Path,
+    data_dir: Path,
+    *,
+    method: Method = "temperature",
+    chunking: ChunkingSettings | None = None,
+    target_precision: float | None = None,
+    threads: int = 2,
+) -> CalibrationResult:
+    """Rewrite ``bundle_dir``'s manifest with chunking, calibration and the tuned threshold."""
+    manifest = read_manifest(bundle_dir)
+    chunking = chunking or manifest.chunking
+    target = float(
+        target_precision
+        if target_precision is not None
+        else manifest.metrics.get("target_precision", 0.95)
+    )
+    runner = ModelRunner(
+        bundle_dir / MODEL_FILE,
+        bundle_dir / TOKENIZER_FILE,
+        normalization=manifest.normalization,
+        max_length=manifest.max_sequence_length,
+        positive_index=manifest.positive_index,
+        output_name=manifest.output_name,
+        intra_op_threads=threads,
+        chunking=chunking,
+    )
+    validation = read_split(data_dir, "validation")
+    labels = validation["label"].to_numpy(dtype=int)
+    weights = (
+        validation["weight"].to_numpy(dtype=float)
+        if "weight" in validation
+        else np.ones(len(validation))
+    )
+    margins = runner.margins(validation["text"].astype(str).tolist())
+    calibration = fit_calibration(margins, labels, weights, method)
+    calibration = calibration.model_copy(
+        update={
+            "fitted_on": {
+                **calibration.fitted_on,
+                "split": "validation",
+                "sources": sorted(validation["source"].astype(str).unique().tolist())
+                if "source" in validation
+                else [],
+            }
+        }
+    )
+    scores = calibrated(margins, calibration)
+    threshold = tune_threshold(labels, scores, target)
+    metrics = binary_metrics(labels, scores, threshold)
+    languages = validation["language"].astype(str) if "language" in validation else None
+    report: dict[str, Any] = {
+        "calibration": calibration.model_dump(),
+        "chunking": chunking.model_dump(),
+        "threshold": threshold,
+        "target_precision": target,
+        "validation": metrics,
+        "per_language_thresholds": per_language_support(validation),
+    }
+    if languages is not None:
+        report["validation"]["per_language"] = metrics_by_group(
+            labels, scores, languages, threshold
+        )
+    updated = manifest.model_copy(
+        update={
+            "chunking": chunking,
+            "calibration": calibration,
+            "threshold": threshold,
+            "metrics": {**manifest.metrics, "calibration": report},
+        }
+    )
+    stored = write_manifest(bundle_dir, updated)
+    return CalibrationResult(stored, report)
+
+
+def per_language_support(validation: pd.DataFrame) -> dict[str, Any]:
+    """Whether the validation split could support a threshold per language (it is not
+    used unless every language has enough positives; one global threshold ships)."""
+    if "language" not in validation:
+        return {"used": False, "positives": {}}
+    positives = validation[validation["label"] == 1]["language"].value_counts()
+    counts = {str(k): int(v) for k, v in positives.items()}
+    return {
+        "used": False,
+        "positives": counts,
+        "reason": f"needs >= {MIN_POSITIVES_PER_LANGUAGE} validation positives per language "
+        "from more than one source; one global threshold ships",
+    }
