@@ -77,7 +77,8 @@ async def test_decisions_become_training_rows_that_prepare_reads(
         PrepareConfig(plots=False),
         log=False,
     )
-    assert {"path": str(out), "weight": 3.0} in prepared.summary["inputs"]  # type: ignore[operator]
+    (entry,) = [i for i in prepared.inputs if i["name"] == out.name]
+    assert (entry["rows"], entry["weight"]) == (3, 3.0)
     splits = pd.concat([read_split(prepared.directory, name) for name in prepared.rows])
     ours = splits[splits["origin"] == ORIGIN]
     row = ours[ours["text"] == CONFIRMED]
