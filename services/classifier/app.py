@@ -31,7 +31,6 @@ from faststream.message import StreamMessage
 from prometheus_client import make_asgi_app
 
 from depdetect.settings import Settings, load_settings
-from schemas.errors import DepdetectError
 from schemas.messages import DeadLetter, ReviewRequest
 from schemas.migrate import upgrade
 from services.classifier.batch import BatchOutcome, BatchProcessor
@@ -56,11 +55,6 @@ log = logging.getLogger("depdetect.classifier")
 #: the maximum), so that a broken dependency is not hammered.
 NACK_PAUSE_S = 1.0
 NACK_PAUSE_MAX_S = 30.0
-
-
-class BatchFailed(DepdetectError):
-    """What the framework sees of a failed batch: a description without any text (the
-    original exception's message may quote record values, so it is not chained)."""
 
 
 @dataclass
@@ -155,7 +149,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             await _record_lag(message, state)
             if fault is Fault.FATAL:
                 _stop_fatally(state, describe(exc))
-                raise BatchFailed(describe(exc)) from None
+                await message.nack()
+                return
             if fault is not Fault.TRANSIENT:
                 state.attempts.failed(records)
             pause = min(max_pause_s, NACK_PAUSE_S * 2 ** (state.consecutive_failures - 1))
@@ -168,7 +163,11 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 pause,
             )
             await asyncio.sleep(pause * random.uniform(0.8, 1.2))
-            raise BatchFailed(describe(exc)) from None
+            # Rewind every partition of the batch to its first record; nothing is committed.
+            # (Nacked here rather than raised: the framework would log the exception, whose
+            # message may quote record values, and a traceback per failed batch.)
+            await message.nack()
+            return
         state.consecutive_failures = 0
         state.attempts.succeeded(records)
         log.info(
