@@ -23,6 +23,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from schemas.errors import ConfigurationError
@@ -169,7 +170,7 @@ def build_trainer(
     callbacks: list[TrainerCallback] | None = None,
 ) -> WeightedTrainer:
     weights = class_weights(train.labels) if config.class_weights else torch.ones(2)
-    return WeightedTrainer(
+    trainer = WeightedTrainer(
         model=model,
         args=training_arguments(config, checkpoint_dir),
         train_dataset=train,
@@ -186,6 +187,10 @@ def build_trainer(
         ],
         label_weights=weights,
     )
+    if not config.progress:
+        # Without a progress bar the Trainer prints every log dict instead: silence it too.
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
