@@ -60,6 +60,8 @@ class FinetuneResult(BaseModel):
         try:
             result = cls.model_validate_json(path.read_text(encoding="utf-8"))
         except ValidationError as exc:
-            raise ConfigurationError(f"{path} is not a fine-tuning result: {exc}") from exc
+            raise ConfigurationError(
+                f"{path} is not a fine-tuning result; run `depdetect train finetune` again: {exc}"
+            ) from exc
         result._directory = directory
         return result

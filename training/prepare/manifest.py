@@ -81,6 +81,8 @@ class PreparedData(BaseModel):
         try:
             prepared = cls.model_validate_json(path.read_text(encoding="utf-8"))
         except ValidationError as exc:
-            raise ConfigurationError(f"{path} is not a prepared-data manifest: {exc}") from exc
+            raise ConfigurationError(
+                f"{path} is not a prepare manifest; run `depdetect train prepare` again: {exc}"
+            ) from exc
         prepared._directory = directory
         return prepared
