@@ -89,7 +89,9 @@ class FinetuneConfig:
     max_length: int = 256
     early_stopping_patience: int = 5
     early_stopping_threshold: float = 0.001
-    best_metric: str = "f1"
+    #: Picks the checkpoint (and stops early): threshold-free, as the shipped threshold is
+    #: tuned later, in export.
+    best_metric: str = "roc_auc"
     #: The tuned decision threshold is the one with the highest recall at this precision.
     target_precision: float = 0.95
     class_weights: bool = True
