@@ -53,6 +53,8 @@ class ServiceProcess:
             if self.health()[0] == 200:
                 return self
             time.sleep(0.3)
+        self.proc.kill()  # never leave a half-started service behind
+        self.proc.wait(10)
         raise AssertionError(f"service not ready after {ready_timeout}s:\n{self.log()}")
 
     def health(self) -> tuple[int, dict[str, object]]:
