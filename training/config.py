@@ -8,7 +8,7 @@ cannot work, so a bad flag fails before minutes of work rather than after.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from schemas.errors import ConfigurationError
@@ -125,17 +125,72 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
-class ExportConfig:
-    opset: int = 17
-    #: Per-channel int8 weights keep label agreement above the bar where per-tensor did not.
+class QuantRecipe:
+    """One way to turn the fp32 graph into the shipped int8 graph (see
+    ``training/export/quantize.py`` for what each step does)."""
+
+    description: str
+    #: ORT's transformer fusions (Attention, SkipLayerNorm, Gelu) before quantizing.
+    fuse: bool = True
+    #: Per-channel int8 weights (one scale per output column) instead of one per tensor.
     per_channel: bool = True
     #: Word embeddings as int8 with one scale per row (near lossless, 4x smaller); else fp32.
     int8_embedding_rows: bool = True
     #: MatMuls (regular expressions searched in ONNX node names) given 8-bit block-wise
-    #: weights and fp32 activations instead of dynamic int8: the FFN output projections,
-    #: whose GELU-output activations per-tensor dynamic quantization handles worst.
-    weight_only_nodes: tuple[str, ...] = (FFN_OUTPUT_MATMUL,)
+    #: weights and fp32 activations instead of dynamic int8.
+    weight_only_nodes: tuple[str, ...] = ()
     #: Nodes (regular expressions on node names) left entirely fp32.
+    exclude_nodes: tuple[str, ...] = ()
+
+
+#: The recipes `train export --recipe` and the recipe comparison know, by name.
+RECIPES: dict[str, QuantRecipe] = {
+    "rows-ffn8": QuantRecipe(
+        "fused; int8 per-row embeddings; FFN output projections 8-bit weight-only "
+        "(fp32 activations); other MatMuls and Attention dynamic int8 per-channel",
+        weight_only_nodes=(FFN_OUTPUT_MATMUL,),
+    ),
+    "fused-per-channel": QuantRecipe(
+        "fused; int8 per-row embeddings; every MatMul and Attention dynamic int8 per-channel"
+    ),
+    "fused-per-tensor": QuantRecipe(
+        "fused; int8 per-row embeddings; every MatMul and Attention dynamic int8 per-tensor",
+        per_channel=False,
+    ),
+    "fused-ffn-out-fp32": QuantRecipe(
+        "fused; int8 per-row embeddings; FFN output projections fp32; the rest dynamic int8 "
+        "per-channel",
+        exclude_nodes=(FFN_OUTPUT_MATMUL,),
+    ),
+    "fused-ffn-in-fp32": QuantRecipe(
+        "fused; int8 per-row embeddings; FFN input projections fp32; the rest dynamic int8 "
+        "per-channel",
+        exclude_nodes=(FFN_INPUT_MATMUL,),
+    ),
+    "dynamic": QuantRecipe(
+        "unfused graph; fp32 embeddings; every weight MatMul dynamic int8 per-tensor "
+        "(onnxruntime quantize_dynamic as documented)",
+        fuse=False,
+        per_channel=False,
+        int8_embedding_rows=False,
+    ),
+    "dynamic-per-channel": QuantRecipe(
+        "unfused graph; fp32 embeddings; every weight MatMul dynamic int8 per-channel",
+        fuse=False,
+        int8_embedding_rows=False,
+    ),
+}
+DEFAULT_RECIPE = "rows-ffn8"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 17
+    #: A name in ``RECIPES``; the fields below adjust it.
+    recipe: str = DEFAULT_RECIPE
+    #: Overrides the recipe's per-channel choice (None: the recipe's).
+    per_channel: bool | None = None
+    #: Nodes (regular expressions on node names) left fp32 on top of the recipe's.
     exclude_nodes: tuple[str, ...] = ()
     #: Parity: texts scored by both PyTorch and the quantized graph (fewer if unavailable).
     parity_texts: int = 500
@@ -145,10 +200,70 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         _require(11 <= self.opset <= 21, "opset must be in [11, 21]")
+        _require(
+            self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; known: {sorted(RECIPES)}"
+        )
         _require(self.parity_texts >= 1, "parity_texts must be >= 1")
         _require(0 < self.min_label_agreement <= 1, "min_label_agreement must be in (0, 1]")
-        for pattern in (*self.weight_only_nodes, *self.exclude_nodes):
+        for pattern in (*self.quantization.weight_only_nodes, *self.quantization.exclude_nodes):
             try:
                 re.compile(pattern)
             except re.error as exc:
                 raise ConfigurationError(f"bad node pattern {pattern!r}: {exc}") from exc
+
+    @property
+    def quantization(self) -> QuantRecipe:
+        """The named recipe with this config's overrides applied."""
+        base = RECIPES[self.recipe]
+        return replace(
+            base,
+            per_channel=base.per_channel if self.per_channel is None else self.per_channel,
+            exclude_nodes=(*base.exclude_nodes, *self.exclude_nodes),
+        )
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """A smaller student distilled from a fine-tuned teacher (``train distill``)."""
+
+    #: Encoder layers the student keeps, copied from the teacher.
+    layers: int = 6
+    #: ``spread``: evenly spaced, the last layer included (12 -> 6: 2, 4, ..., 12);
+    #: ``first``: the bottom ``layers`` layers.
+    layer_choice: Literal["spread", "first"] = "spread"
+    #: Softmax temperature of the soft-label (KL) loss.
+    temperature: float = 2.0
+    #: Weight of the soft-label loss; the rest goes to cross-entropy on labelled rows.
+    soft_weight: float = 0.7
+    epochs: float = 3.0
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    #: Longest input in tokens (None: the teacher's).
+    max_length: int | None = None
+    #: At most this many unlabelled texts, sampled (None: all).
+    max_unlabelled: int | None = 20_000
+    #: Freezing the word embeddings (the student shares the teacher's) halves a CPU step.
+    freeze_word_embeddings: bool = True
+    #: Stop after this many optimiser steps (None: run the epochs). For smoke runs.
+    max_steps: int | None = None
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.layers >= 1, "layers must be >= 1")
+        _require(self.layer_choice in ("spread", "first"), "layer_choice: spread or first")
+        _require(self.temperature > 0, "temperature must be positive")
+        _require(0 <= self.soft_weight <= 1, "soft_weight must be in [0, 1]")
+        _require(self.epochs > 0, "epochs must be positive")
+        _require(self.batch_size >= 1, "batch_size must be >= 1")
+        _require(0 < self.learning_rate < 1, "learning_rate must be in (0, 1)")
+        _require(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
+        _require(self.max_length is None or 8 <= self.max_length <= 512, "max_length in [8, 512]")
+        _require(
+            self.max_unlabelled is None or self.max_unlabelled >= 0, "max_unlabelled must be >= 0"
+        )
+        _require(self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1")
+        _require(self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda")

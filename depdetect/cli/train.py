@@ -84,6 +84,13 @@ SourceBalance = Annotated[
         "the same total weight"
     ),
 ]
+Recipe = Annotated[
+    str | None,
+    typer.Option(
+        help="Quantization recipe (training.config.RECIPES, default DEFAULT_RECIPE; "
+        "`train compare --recipes all` measures them)"
+    ),
+]
 
 
 def _encoder(base_model: str, offline: bool, cache: Path | None) -> tuple[str, str | None]:
@@ -242,12 +249,15 @@ def export(
     model_dir: Annotated[Path | None, typer.Option(help="Default: <work_dir>/model")] = None,
     data: Annotated[Path | None, typer.Option(help="Default: <work_dir>/data")] = None,
     bundle: Annotated[Path | None, typer.Option(help="Default: <work_dir>/bundle")] = None,
-    per_channel: Annotated[bool, typer.Option(help="Per-channel int8 weights")] = True,
+    recipe: Recipe = None,
+    per_channel: Annotated[
+        bool | None, typer.Option(help="Per-channel int8 weights (default: the recipe's)")
+    ] = None,
     parity_texts: Annotated[int, typer.Option(help="Texts for the parity check")] = 500,
     enforce_parity: Annotated[bool, typer.Option(help="Refuse a bundle below 99.5%")] = True,
 ) -> None:
     """Export to ONNX, optimise, quantize int8, check parity, write the bundle + card."""
-    from training.config import ExportConfig
+    from training.config import DEFAULT_RECIPE, ExportConfig
     from training.export.run import export_bundle
 
     settings = state_settings(ctx)
@@ -258,7 +268,10 @@ def export(
             data or work / "data",
             bundle or work / "bundle",
             ExportConfig(
-                per_channel=per_channel, parity_texts=parity_texts, enforce_parity=enforce_parity
+                recipe=recipe or DEFAULT_RECIPE,
+                per_channel=per_channel,
+                parity_texts=parity_texts,
+                enforce_parity=enforce_parity,
             ),
             work_dir=work / "export",
         )
@@ -289,6 +302,7 @@ def run_all(
     seed: Seed = 42,
     device: Device = "auto",
     enforce_parity: Annotated[bool, typer.Option(help="Refuse a bundle below 99.5%")] = True,
+    recipe: Recipe = None,
     real_train: RealTrain = False,
     real_weight: RealWeight = 1.0,
     max_words: MaxWords = 90,
@@ -299,7 +313,7 @@ def run_all(
     ] = 2.0,
 ) -> None:
     """prepare -> finetune -> export in one go (paths under settings.data.work_dir)."""
-    from training.config import ExportConfig, PrepareConfig
+    from training.config import DEFAULT_RECIPE, ExportConfig, PrepareConfig
     from training.pipeline import run_all as pipeline
 
     settings = state_settings(ctx)
@@ -333,7 +347,9 @@ def run_all(
                 max_negative_ratio=max_negative_ratio or None,
             ),
             finetune_config=config,
-            export_config=ExportConfig(enforce_parity=enforce_parity),
+            export_config=ExportConfig(
+                enforce_parity=enforce_parity, recipe=recipe or DEFAULT_RECIPE
+            ),
             base_model_name=name,
         )
     except DepdetectError as exc:
@@ -355,9 +371,17 @@ def compare(
     data: Annotated[Path | None, typer.Option(help="Default: <work_dir>/data")] = None,
     out: Annotated[Path | None, typer.Option(help="Default: <work_dir>/comparison")] = None,
     latency_texts: Annotated[int, typer.Option(help="Texts timed per variant")] = 200,
+    recipes: Annotated[
+        str | None,
+        typer.Option(
+            help="Also compare quantization recipes (`all` or names, comma-separated): "
+            "parity, speed vs fp32, size"
+        ),
+    ] = None,
 ) -> None:
     """Report PyTorch vs ONNX vs quantized ONNX on the test split (text + plots)."""
     from training.evaluate.compare import compare as run_compare
+    from training.evaluate.recipes import compare_recipes, pick
     from training.prepare.run import read_split
 
     settings = state_settings(ctx)
@@ -372,6 +396,12 @@ def compare(
             target,
             latency_texts=latency_texts,
         )
+        if recipes:
+            compare_recipes(
+                model_dir or work / "model", data or work / "data", target, pick(recipes)
+            )
+            with (target / "comparison.txt").open("a") as report:
+                report.write("\n" + (target / "recipes.txt").read_text())
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
     typer.echo((target / "comparison.txt").read_text())

@@ -12,6 +12,10 @@ The recipe (measured on the fine-tuned multilingual-e5-small, 2048 validation te
   (``MatMulNBits``);
 * everything else (fused attention, the other MatMuls): dynamic int8 with per-channel
   QInt8 weights, the fast VNNI path. Nodes matching ``exclude`` stay fp32.
+
+Other recipes (``training.config.RECIPES``, picked by ``ExportConfig.recipe`` and compared
+side by side by ``training/evaluate/recipes.py``) switch these steps on and off:
+fusion, per-row embeddings, per-channel weights, weight-only or fp32 nodes.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import AutoConfig
 
-from training.config import FFN_OUTPUT_MATMUL
+from training.config import FFN_OUTPUT_MATMUL, QuantRecipe
 
 log = logging.getLogger(__name__)
 
@@ -218,3 +222,18 @@ def quantize(
     )
     staged.unlink()
     return out_path
+
+
+def quantize_recipe(fp32_path: Path, work: Path, model_dir: Path, recipe: QuantRecipe) -> Path:
+    """fp32 graph -> ``work/model-int8.onnx`` by ``recipe`` (fused first if it says so)."""
+    source = (
+        optimize(fp32_path, work / "model-optimized.onnx", model_dir) if recipe.fuse else fp32_path
+    )
+    return quantize(
+        source,
+        work / "model-int8.onnx",
+        per_channel=recipe.per_channel,
+        embedding_rows=recipe.int8_embedding_rows,
+        weight_only=recipe.weight_only_nodes,
+        exclude=recipe.exclude_nodes,
+    )

@@ -18,7 +18,7 @@ from training.errors import ParityError
 from training.evaluate.metrics import binary_metrics, metrics_by_group
 from training.export.onnx_export import export_onnx, load_for_export
 from training.export.parity import parity
-from training.export.quantize import optimize, quantize
+from training.export.quantize import quantize_recipe
 from training.finetune.result import FinetuneResult
 from training.finetune.scoring import torch_scores
 from training.finetune.threshold import tune_threshold
@@ -49,13 +49,17 @@ def parity_rows(data_dir: Path, wanted: int) -> tuple[pd.DataFrame, int]:
 
 
 def quantization_summary(config: ExportConfig) -> str:
-    parts = [f"onnxruntime dynamic int8 (QInt8, per_channel={config.per_channel})"]
-    if config.int8_embedding_rows:
+    recipe = config.quantization
+    parts = [
+        f"recipe {config.recipe}: onnxruntime dynamic int8 (QInt8, "
+        f"per_channel={recipe.per_channel}, fused={recipe.fuse})"
+    ]
+    if recipe.int8_embedding_rows:
         parts.append("int8 per-row word embeddings")
-    if config.weight_only_nodes:
-        parts.append(f"8-bit weight-only MatMulNBits for {', '.join(config.weight_only_nodes)}")
-    if config.exclude_nodes:
-        parts.append(f"fp32 for {', '.join(config.exclude_nodes)}")
+    if recipe.weight_only_nodes:
+        parts.append(f"8-bit weight-only MatMulNBits for {', '.join(recipe.weight_only_nodes)}")
+    if recipe.exclude_nodes:
+        parts.append(f"fp32 for {', '.join(recipe.exclude_nodes)}")
     return "; ".join(parts)
 
 
@@ -83,15 +87,7 @@ def export_bundle(
     work.mkdir(parents=True, exist_ok=True)
 
     fp32 = export_onnx(model_dir, work / "model-fp32.onnx", config.opset)
-    optimized = optimize(fp32, work / "model-optimized.onnx", model_dir)
-    int8 = quantize(
-        optimized,
-        work / "model-int8.onnx",
-        per_channel=config.per_channel,
-        embedding_rows=config.int8_embedding_rows,
-        weight_only=config.weight_only_nodes,
-        exclude=config.exclude_nodes,
-    )
+    int8 = quantize_recipe(fp32, work, model_dir, config.quantization)
     tokenizer = bundle_tokenizer(model_dir, max_length)
     tokenizer.save(str(work / "tokenizer.json"))
 

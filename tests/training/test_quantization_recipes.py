@@ -1,0 +1,93 @@
+"""Quantization recipes: each builds a working graph of its own shape; the comparison
+table measures parity, speed against fp32 and size for each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from schemas.errors import ConfigurationError
+from training.config import DEFAULT_RECIPE, RECIPES, ExportConfig
+
+pytestmark = pytest.mark.training
+
+
+def _ops(path: Path) -> dict[str, str]:
+    return {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_recipe_names_are_checked_and_overrides_apply() -> None:
+    with pytest.raises(ConfigurationError, match="unknown recipe"):
+        ExportConfig(recipe="fastest-please")
+    config = ExportConfig(recipe="fused-per-channel", per_channel=False, exclude_nodes=("^x$",))
+    assert config.quantization.per_channel is False
+    assert config.quantization.exclude_nodes == ("^x$",)
+    assert ExportConfig().quantization == RECIPES[DEFAULT_RECIPE]
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_builds_a_graph_of_its_shape(tiny_run, tmp_path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    from services.inference.runner import ModelRunner
+    from training.export.quantize import quantize_recipe
+
+    recipe = RECIPES[name]
+    model_dir = tiny_run.finetuned.model_dir
+    path = quantize_recipe(tiny_run.exported.fp32_model, tmp_path, model_dir, recipe)
+    ops = _ops(path)
+    values = set(ops.values())
+    assert ("Attention" in values or "QAttention" in values) == recipe.fuse
+    assert ("MatMulNBits" in values) == bool(recipe.weight_only_nodes)
+    int8_table = any(n.endswith("word_embeddings.weight_int8") for n in _init_names(path))
+    assert int8_table == recipe.int8_embedding_rows
+    ffn_out = [n for n in ops if "/output/dense/MatMul" in n and "attention" not in n]
+    if recipe.exclude_nodes and "output" in recipe.exclude_nodes[0]:
+        assert {ops[n] for n in ffn_out} == {"MatMul"}  # left fp32
+    assert "MatMulInteger" in values or "DynamicQuantizeMatMul" in values
+    bundle = tiny_run.exported.bundle_dir
+    scorer = ModelRunner(path, bundle / "tokenizer.json", max_length=128)
+    scores = scorer.predict_proba(["ich bin so müde", "a sunny day at the beach"])
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+
+
+def _init_names(path: Path) -> list[str]:
+    return [i.name for i in onnx.load(str(path)).graph.initializer]
+
+
+def test_recipe_table_measures_parity_speed_and_size(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from training.evaluate.recipes import compare_recipes, layer_sensitivity, pick
+
+    chosen = pick("rows-ffn8,dynamic") | layer_sensitivity("fused-per-channel", 1)
+    rows = compare_recipes(
+        tiny_run.finetuned.model_dir,
+        tiny_run.prepared.directory,
+        tmp_path,
+        chosen,
+        bench_texts=40,
+        batch_sizes=(8, 16),
+        repeats=1,
+        threads=1,
+    )
+    assert [r["recipe"] for r in rows] == ["fp32", *chosen]
+    fp32 = rows[0]
+    # fp32 ONNX against PyTorch: the same numbers.
+    assert fp32["parity"]["label_agreement"] == 1.0
+    assert fp32["parity"]["n"] == _validation(tiny_run)
+    for r in rows:
+        assert r["texts_per_s"] > 0 and r["best_batch"] in (8, 16)
+        assert r["speedup_vs_fp32"] > 0
+    sizes = {r["recipe"]: r["size_mib"] for r in rows}
+    assert sizes["rows-ffn8"] < sizes["fp32"] and sizes["dynamic"] < sizes["fp32"]
+    saved = json.loads((tmp_path / "recipes.json").read_text())
+    assert [r["recipe"] for r in saved] == [r["recipe"] for r in rows]
+    text = (tmp_path / "recipes.txt").read_text()
+    assert "fused-per-channel+fp32:layer.0" in text and "x fp32" in text
+    with pytest.raises(ConfigurationError, match="unknown recipes"):
+        pick("dynamic,nope")
+
+
+def _validation(tiny_run) -> int:  # type: ignore[no-untyped-def]
+    return int(tiny_run.prepared.rows["validation"])

@@ -1,0 +1,176 @@
+"""Quantization recipes side by side: parity with PyTorch, speed against fp32, size.
+
+One fp32 export and one PyTorch reference are shared; each recipe is quantized from
+them, scored on the validation split (label agreement at the threshold export would
+tune on that recipe's own scores), and timed with length-sorted dynamic batching at
+several batch sizes, tokenisation included. fp32 is timed before and after the recipes
+and the mean is the denominator, so a busy machine skews every ratio alike.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from services.inference.runner import ModelRunner
+from training.config import RECIPES, QuantRecipe
+from training.export.parity import parity
+
+#: What issue 13 asks of the shipped recipe.
+MIN_AGREEMENT = 0.995
+MIN_SPEEDUP = 2.5
+
+
+def throughput(
+    runner: ModelRunner, texts: Sequence[str], batch_sizes: Sequence[int], repeats: int
+) -> tuple[int, float]:
+    """(best batch size, texts/s) over ``batch_sizes``: ``predict_proba`` sorts by length
+    and pads per micro-batch, exactly as the service scores."""
+    best = (0, 0.0)
+    runner.predict_proba(texts[: max(batch_sizes)], max(batch_sizes))  # warm-up
+    for size in batch_sizes:
+        started = time.perf_counter()
+        for _ in range(repeats):
+            runner.predict_proba(texts, size)
+        rate = repeats * len(texts) / (time.perf_counter() - started)
+        best = max(best, (size, rate), key=lambda r: r[1])
+    return best
+
+
+def layer_sensitivity(base: str, layers: int) -> dict[str, QuantRecipe]:
+    """``base`` with one encoder layer at a time left fp32: which layers cost parity."""
+    from dataclasses import replace
+
+    recipe = RECIPES[base]
+    return {
+        f"{base}+fp32:layer.{i}": replace(
+            recipe,
+            description=f"{base} with layer {i} fp32",
+            exclude_nodes=(*recipe.exclude_nodes, rf"/layer\.{i}/", rf"^Attention_{i}$"),
+        )
+        for i in range(layers)
+    }
+
+
+def compare_recipes(
+    model_dir: Path,
+    data_dir: Path,
+    out_dir: Path,
+    recipes: Mapping[str, QuantRecipe],
+    *,
+    bench_texts: int = 300,
+    batch_sizes: Sequence[int] = (8, 16, 32, 64),
+    repeats: int = 2,
+    threads: int = 2,
+) -> list[dict[str, Any]]:
+    """One row per recipe (and one for fp32); writes ``recipes.json`` and ``recipes.txt``."""
+    from training.bundle_builder import bundle_tokenizer
+    from training.export.onnx_export import export_onnx, load_for_export
+    from training.export.quantize import quantize_recipe
+    from training.finetune.result import FinetuneResult
+    from training.finetune.scoring import torch_scores
+    from training.finetune.threshold import tune_threshold
+    from training.prepare.run import read_split
+    from training.tokenizer_loading import load_tokenizer
+
+    finetuned = FinetuneResult.load(model_dir)
+    max_length, normalization = finetuned.max_length, finetuned.normalization
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = export_onnx(model_dir, out_dir / "model-fp32.onnx")
+    tokenizer = out_dir / "tokenizer.json"
+    bundle_tokenizer(model_dir, max_length).save(str(tokenizer))
+    validation = read_split(data_dir, "validation")
+    texts = validation["text"].astype(str).tolist()
+    labels = validation["label"].to_numpy(dtype=int)
+    reference = torch_scores(
+        load_for_export(model_dir),
+        load_tokenizer(model_dir),
+        texts,
+        max_length=max_length,
+        normalization=normalization,
+    )
+    bench = texts[:bench_texts]
+
+    def runner(path: Path) -> ModelRunner:
+        return ModelRunner(
+            path,
+            tokenizer,
+            normalization=normalization,
+            max_length=max_length,
+            intra_op_threads=threads,
+        )
+
+    def row(name: str, description: str, path: Path) -> dict[str, Any]:
+        scorer = runner(path)
+        scores = scorer.predict_proba(texts)
+        threshold = tune_threshold(labels, scores, finetuned.target_precision)
+        batch, rate = throughput(scorer, bench, batch_sizes, repeats)
+        return {
+            "recipe": name,
+            "description": description,
+            "parity": parity(reference, scores, threshold),
+            "best_batch": batch,
+            "texts_per_s": rate,
+            "size_mib": path.stat().st_size / 2**20,
+        }
+
+    fp32_row = row("fp32", "ONNX fp32, unfused (the reference for speed)", fp32)
+    rows = []
+    for name, recipe in recipes.items():
+        work = out_dir / name.replace(":", "_").replace("+", "_")
+        work.mkdir(parents=True, exist_ok=True)
+        rows.append(row(name, recipe.description, quantize_recipe(fp32, work, model_dir, recipe)))
+    _, again = throughput(runner(fp32), bench, batch_sizes, repeats)
+    fp32_row["texts_per_s_after"] = again
+    fp32_rate = (fp32_row["texts_per_s"] + again) / 2
+    for r in [fp32_row, *rows]:
+        r["speedup_vs_fp32"] = r["texts_per_s"] / fp32_rate
+        r["meets_goal"] = (
+            r["parity"]["label_agreement"] >= MIN_AGREEMENT and r["speedup_vs_fp32"] >= MIN_SPEEDUP
+        )
+    table = [fp32_row, *rows]
+    (out_dir / "recipes.json").write_text(json.dumps(table, indent=2) + "\n")
+    (out_dir / "recipes.txt").write_text(format_recipes(table, len(texts), len(bench)) + "\n")
+    return table
+
+
+def format_recipes(rows: Sequence[Mapping[str, Any]], parity_texts: int, bench: int) -> str:
+    lines = [
+        f"Quantization recipes: label agreement with PyTorch on {parity_texts} validation "
+        f"texts (at the threshold tuned on each recipe's scores), throughput on {bench} texts "
+        f"(best batch, length-sorted, tokenisation included), ratio to fp32 in the same run",
+        "",
+        f"{'recipe':<34} {'agree':>7} {'max|dp|':>8} {'batch':>5} {'texts/s':>9} "
+        f"{'x fp32':>7} {'MiB':>7}  goal",
+    ]
+    for r in rows:
+        p = r["parity"]
+        lines.append(
+            f"{r['recipe']:<34} {p['label_agreement']:>7.4f} {p['max_prob_diff']:>8.4f} "
+            f"{r['best_batch']:>5} {r['texts_per_s']:>9.1f} {r['speedup_vs_fp32']:>7.2f} "
+            f"{r['size_mib']:>7.1f}  {'yes' if r['meets_goal'] else 'no'}"
+        )
+    lines += ["", *(f"{r['recipe']}: {r['description']}" for r in rows)]
+    best = [r for r in rows if r["meets_goal"]]
+    if best:
+        top = max(best, key=lambda r: float(r["speedup_vs_fp32"]))
+        lines.append(f"\nfastest recipe meeting both bars: {top['recipe']}")
+    else:
+        lines.append(
+            f"\nno recipe meets both bars (agreement >= {MIN_AGREEMENT}, >= {MIN_SPEEDUP}x fp32)"
+        )
+    return "\n".join(lines)
+
+
+def pick(names: str) -> dict[str, QuantRecipe]:
+    """``all`` or comma-separated recipe names -> recipes (unknown names refused)."""
+    from schemas.errors import ConfigurationError
+
+    wanted = list(RECIPES) if names == "all" else [n.strip() for n in names.split(",") if n]
+    unknown = [n for n in wanted if n not in RECIPES]
+    if unknown:
+        raise ConfigurationError(f"unknown recipes {unknown}; known: {sorted(RECIPES)}")
+    return {n: RECIPES[n] for n in wanted}
