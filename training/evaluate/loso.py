@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from schemas.text_normalization import NormalizationSettings
+from schemas.text import NormalizationSettings
 from training.evaluate.metrics import binary_metrics
 from training.evaluate.reference import TfidfReference
 

@@ -17,7 +17,7 @@ from scipy.sparse import hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from schemas.text_normalization import NormalizationSettings, normalize_text
+from schemas.text import NormalizationSettings, normalize_text
 from training.finetune.threshold import tune_threshold
 
 NAME = "TF-IDF word 1-2 + char 2-5, logistic regression"

@@ -2,7 +2,7 @@
 
 Cleaning only repairs the text (escapes, whitespace); artefacts such as ``@user``
 stay, because the audit must see them and the model's input normalisation
-(``schemas.text_normalization``) removes them identically at training and serving.
+(``schemas.text``) removes them identically at training and serving.
 """
 
 from __future__ import annotations
