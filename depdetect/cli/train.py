@@ -1,4 +1,4 @@
-"""`depdetect train …` (prepare, finetune, export, all, compare, tiny) and `evaluate`.
+"""`depdetect train …` (prepare, finetune, export, all, compare, distill, tiny) and `evaluate`.
 
 Heavy imports (torch, transformers) happen inside the commands; `evaluate` needs only
 onnxruntime and tokenizers.
@@ -405,6 +405,120 @@ def compare(
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
     typer.echo((target / "comparison.txt").read_text())
+
+
+@app.command()
+def distill(
+    ctx: typer.Context,
+    teacher: Annotated[
+        Path | None, typer.Option(help="Fine-tuned teacher (default <work_dir>/model)")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Default: <work_dir>/data")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Student model dir (default <work_dir>/student)")
+    ] = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="Default: <work_dir>/bundle-distilled")
+    ] = None,
+    teacher_bundle: Annotated[
+        Path | None,
+        typer.Option(help="Compare with this bundle (default <work_dir>/bundle, if there)"),
+    ] = None,
+    suite: Annotated[
+        Path | None,
+        typer.Option(help="Dev sets for the comparison (default settings.data.dev_suite_dir)"),
+    ] = None,
+    unlabelled: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Unlabelled texts: a table with a text column or a sentiment-corpus folder; "
+            "repeat for several"
+        ),
+    ] = None,
+    real_train: Annotated[
+        bool,
+        typer.Option(
+            "--real-train/--no-real-train",
+            help="Add settings.data.real_train_dir's tables as unlabelled texts",
+        ),
+    ] = False,
+    layers: Annotated[int, typer.Option(help="Encoder layers the student keeps")] = 6,
+    layer_choice: Annotated[str, typer.Option(help="spread or first")] = "spread",
+    temperature: Annotated[float, typer.Option(help="Soft-label temperature")] = 2.0,
+    soft_weight: Annotated[
+        float, typer.Option(help="Weight of the soft loss (rest: labelled cross-entropy)")
+    ] = 0.7,
+    epochs: Epochs = 3.0,
+    batch_size: BatchSize = 32,
+    lr: LearningRate = 1e-4,
+    max_length: Annotated[int | None, typer.Option(help="Default: the teacher's")] = None,
+    max_unlabelled: Annotated[int, typer.Option(help="Unlabelled texts at most")] = 20000,
+    max_steps: MaxSteps = None,
+    seed: Seed = 42,
+    device: Device = "auto",
+    recipe: Recipe = None,
+    enforce_parity: Annotated[bool, typer.Option(help="Refuse a bundle below 99.5%")] = True,
+) -> None:
+    """Distill a smaller student from the fine-tuned model (soft labels on the training
+    texts plus unlabelled texts), export and quantize it like the teacher, and compare
+    the two bundles on the test split and every dev set."""
+    from training.config import DEFAULT_RECIPE, DistillConfig, ExportConfig
+    from training.distill.report import teacher_vs_student
+    from training.distill.run import distill as run_distill
+    from training.distill.run import unlabelled_texts
+    from training.export.run import export_bundle
+
+    settings = state_settings(ctx)
+    work = settings.data.work_dir
+    data_dir = data or work / "data"
+    target = bundle or work / "bundle-distilled"
+    sources = list(unlabelled or [])
+    if real_train:
+        sources += sorted(settings.data.real_train_dir.glob("*.csv"))
+    try:
+        config = DistillConfig(
+            layers=layers,
+            layer_choice=layer_choice,  # type: ignore[arg-type]
+            temperature=temperature,
+            soft_weight=soft_weight,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            max_length=max_length,
+            max_unlabelled=max_unlabelled,
+            max_steps=max_steps,
+            seed=seed,
+            device=device,  # type: ignore[arg-type]
+        )
+        student = run_distill(
+            teacher or work / "model",
+            data_dir,
+            out or work / "student",
+            config,
+            unlabelled=unlabelled_texts(sources),
+        )
+        exported = export_bundle(
+            student.model_dir,
+            data_dir,
+            target,
+            ExportConfig(recipe=recipe or DEFAULT_RECIPE, enforce_parity=enforce_parity),
+            work_dir=work / "export-distilled",
+        )
+        typer.echo(f"bundle {exported.manifest.model_version} written to {target}")
+        reference = teacher_bundle or work / "bundle"
+        if (reference / "bundle.json").is_file():
+            dev = suite or settings.data.dev_suite_dir
+            result_dir = work / "comparison"
+            teacher_vs_student(
+                reference,
+                target,
+                data_dir,
+                result_dir,
+                suite=dev if dev.is_dir() else None,
+            )
+            typer.echo((result_dir / "distilled.txt").read_text())
+    except DepdetectError as exc:
+        raise fail(str(exc)) from exc
 
 
 @app.command()

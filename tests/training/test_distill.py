@@ -1,0 +1,161 @@
+"""Distillation: a student of fewer teacher layers, trained on soft labels over training
+plus unlabelled texts, exported like the teacher and compared with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from schemas.errors import ConfigurationError
+
+pytestmark = pytest.mark.training
+
+
+def test_layer_choice() -> None:
+    from training.distill.student import chosen_layers
+
+    assert chosen_layers(12, 6, "spread") == [1, 3, 5, 7, 9, 11]
+    assert chosen_layers(12, 4, "first") == [0, 1, 2, 3]
+    assert chosen_layers(2, 1, "spread") == [1]
+    with pytest.raises(ConfigurationError, match="cannot keep 3"):
+        chosen_layers(2, 3, "spread")
+
+
+def test_student_copies_the_chosen_teacher_layers(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoModelForSequenceClassification
+
+    from training.distill.student import build_student
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_run.finetuned.model_dir)
+    student = build_student(teacher, [1])
+    assert student.config.num_hidden_layers == 1
+    assert len(student.bert.encoder.layer) == 1
+    assert teacher.config.num_hidden_layers == 2  # the teacher is untouched
+    got, want = student.state_dict(), teacher.state_dict()
+    assert torch.equal(
+        got["bert.encoder.layer.0.output.dense.weight"],
+        want["bert.encoder.layer.1.output.dense.weight"],
+    )
+    assert torch.equal(got["classifier.weight"], want["classifier.weight"])
+    got["classifier.weight"].add_(1.0)  # a copy, not shared storage
+    assert not torch.equal(got["classifier.weight"], want["classifier.weight"])
+
+
+def test_loss_soft_and_hard_terms() -> None:
+    from training.distill.run import UNLABELLED, distillation_loss
+
+    teacher = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-3.0, 1.0]])
+    labels = torch.tensor([0, UNLABELLED, 1])
+    ones, label_weights = torch.ones(3), torch.ones(2)
+    same = distillation_loss(teacher, teacher, labels, ones, label_weights, 2.0, 1.0)
+    assert same.item() == pytest.approx(0.0, abs=1e-6)
+    other = distillation_loss(-teacher, teacher, labels, ones, label_weights, 2.0, 1.0)
+    assert other.item() > 0.1
+    # The hard term sees only the labelled rows: flipping the unlabelled row's logits
+    # changes nothing when the loss is all hard.
+    student = teacher.clone()
+    flipped = student.clone()
+    flipped[1] = -flipped[1]
+    hard = distillation_loss(student, teacher, labels, ones, label_weights, 2.0, 0.0)
+    assert hard.item() == pytest.approx(
+        distillation_loss(flipped, teacher, labels, ones, label_weights, 2.0, 0.0).item()
+    )
+
+
+def test_training_rows_leave_out_held_out_and_duplicate_texts(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    from training.distill.run import UNLABELLED, training_rows
+    from training.prepare.run import read_split
+
+    held_out = read_split(tiny_run.prepared.directory, "validation")["text"].iloc[0]
+    extra = ["Ein ganz neuer Satz über das Wetter heute.", held_out, "Otra frase nueva aquí."]
+    rows = training_rows(tiny_run.prepared, [*extra, extra[0].upper()], None, 0)
+    unlabelled = rows[rows["label"] == UNLABELLED]["text"].tolist()
+    assert unlabelled == [extra[0], extra[2]]
+    assert (rows["label"] != UNLABELLED).sum() == tiny_run.prepared.rows["train"]
+    assert len(training_rows(tiny_run.prepared, extra, 1, 0)) == tiny_run.prepared.rows["train"] + 1
+
+
+def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-untyped-def]
+    tiny_run, tmp_path: Path, monkeypatch
+) -> None:
+    from depdetect.cli import train
+    from depdetect.settings import Settings
+    from schemas.bundle import MODEL_FILE, read_manifest
+    from services.inference.runner import ModelRunner
+    from training.finetune.result import FinetuneResult
+    from training.prepare.run import read_split
+
+    monkeypatch.setenv("DEPDETECT_DATA__WORK_DIR", str(tmp_path / "work"))
+    torch.set_num_threads(1)
+    unlabelled = tmp_path / "unlabelled.csv"
+    texts = [f"texto sin etiqueta número {i} sobre el día" for i in range(40)]
+    pd.DataFrame({"text": texts}).to_csv(unlabelled, index=False)
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    read_split(tiny_run.prepared.directory, "test").head(60).to_csv(
+        suite / "dev_a.csv", index=False
+    )
+
+    app = typer.Typer()
+
+    @app.callback()
+    def root(ctx: typer.Context) -> None:
+        ctx.obj = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    app.add_typer(train.app, name="train")
+    student_dir, bundle = tmp_path / "student", tmp_path / "bundle-distilled"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "distill",
+            "--teacher",
+            str(tiny_run.finetuned.model_dir),
+            "--data",
+            str(tiny_run.prepared.directory),
+            "--out",
+            str(student_dir),
+            "--bundle",
+            str(bundle),
+            "--teacher-bundle",
+            str(tiny_run.exported.bundle_dir),
+            "--suite",
+            str(suite),
+            "--unlabelled",
+            str(unlabelled),
+            "--layers",
+            "1",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.005",
+            "--device",
+            "cpu",
+            "--no-enforce-parity",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    info = FinetuneResult.load(student_dir)
+    assert info.config["teacher_layers"] == [1]
+    assert info.config["rows"]["unlabelled"] == 40
+    assert info.validation["roc_auc"] is not None and info.history
+    manifest = read_manifest(bundle)
+    assert "distilled to 1 of 2 layers" in manifest.base_model
+    assert manifest.metrics["parity"]["n"] > 0
+    runner = ModelRunner.from_bundle(bundle)
+    assert runner.predict_proba(["ich bin so müde", "ein schöner tag"]).shape == (2,)
+    teacher_graph = tiny_run.exported.bundle_dir / MODEL_FILE
+    assert (bundle / MODEL_FILE).stat().st_size < teacher_graph.stat().st_size
+    comparison = json.loads((tmp_path / "work" / "comparison" / "distilled.json").read_text())
+    assert set(comparison["models"]) == {"teacher", "student"}
+    assert {"test (in-distribution)", "dev_a"} <= set(comparison["auc_drop"])
+    assert comparison["speed"]["speedup"] > 0
+    assert "ROC-AUC drop" in result.output and "dev_a" in result.output

@@ -1,0 +1,1 @@
+"""Knowledge distillation: a smaller, faster student of a fine-tuned teacher."""

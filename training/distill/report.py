@@ -1,0 +1,107 @@
+"""Teacher and distilled student side by side: quality on the test split and on every
+dev set, throughput in the same run, and whether the student meets issue 13's bars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from services.inference.runner import ModelRunner
+from training.evaluate.recipes import throughput
+from training.evaluate.suite import format_table, rows_for, suite_tables
+from training.prepare.run import read_split
+
+#: ROC-AUC the student may lose: in distribution (test split), and on each other set.
+MAX_AUC_DROP_IN = 0.01
+MAX_AUC_DROP_CROSS = 0.02
+MIN_SPEEDUP = 1.8
+TEST_SET = "test (in-distribution)"
+
+
+def teacher_vs_student(
+    teacher: Path,
+    student: Path,
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    suite: Path | None = None,
+    bench_texts: int = 300,
+    batch_sizes: tuple[int, ...] = (8, 16, 32, 64),
+    threads: int = 2,
+) -> dict[str, Any]:
+    """Writes ``distilled.txt`` and ``distilled.json`` into ``out_dir``; returns the dict."""
+    runners = {
+        "teacher": ModelRunner.from_bundle(teacher, intra_op_threads=threads),
+        "student": ModelRunner.from_bundle(student, intra_op_threads=threads),
+    }
+    tables = {TEST_SET: read_split(data_dir, "test")}
+    if suite is not None:
+        tables.update(suite_tables(suite))
+    result: dict[str, Any] = {"models": {}}
+    for name, runner in runners.items():
+        rows = []
+        for set_name, table in tables.items():
+            scores = runner.predict_proba(table["text"].astype(str).tolist())
+            rows += rows_for(set_name, table, scores, runner.threshold)
+        result["models"][name] = {"threshold": runner.threshold, "rows": rows}
+    bench = tables[TEST_SET]["text"].astype(str).tolist()[:bench_texts]
+    speed = {name: throughput(r, bench, batch_sizes, 2) for name, r in runners.items()}
+    # Teacher timed again after the student: a load change skews both alike.
+    again = throughput(runners["teacher"], bench, batch_sizes, 2)[1]
+    teacher_rate = (speed["teacher"][1] + again) / 2
+    result["speed"] = {
+        "teacher_texts_per_s": teacher_rate,
+        "student_texts_per_s": speed["student"][1],
+        "speedup": speed["student"][1] / teacher_rate,
+        "texts": len(bench),
+    }
+    result["auc_drop"] = auc_drops(result)
+    result["meets_goal"] = result["speed"]["speedup"] >= MIN_SPEEDUP and all(
+        d["within"] for d in result["auc_drop"].values()
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "distilled.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out_dir / "distilled.txt").write_text(format_distilled(result) + "\n")
+    return result
+
+
+def auc_drops(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Teacher minus student ROC-AUC per set (all languages), and whether it is allowed."""
+
+    def by_set(model: str) -> dict[str, float | None]:
+        rows = result["models"][model]["rows"]
+        return {r["set"]: r["roc_auc"] for r in rows if r["language"] == "all"}
+
+    teacher, student = by_set("teacher"), by_set("student")
+    drops = {}
+    for name, auc in teacher.items():
+        if auc is None or student.get(name) is None:
+            continue  # one-label set: no ROC-AUC
+        drop = auc - float(student[name])  # type: ignore[arg-type]
+        allowed = MAX_AUC_DROP_IN if name == TEST_SET else MAX_AUC_DROP_CROSS
+        drops[name] = {"drop": drop, "allowed": allowed, "within": drop <= allowed}
+    return drops
+
+
+def format_distilled(result: dict[str, Any]) -> str:
+    speed = result["speed"]
+    lines = [
+        "Teacher vs distilled student (each at its own bundle threshold)",
+        "",
+        format_table(result),
+        "",
+        f"throughput on {speed['texts']} test texts (best batch, length-sorted, tokenisation "
+        f"included): teacher {speed['teacher_texts_per_s']:.1f} texts/s, student "
+        f"{speed['student_texts_per_s']:.1f} texts/s, {speed['speedup']:.2f}x "
+        f"(goal >= {MIN_SPEEDUP}x)",
+        "",
+        "ROC-AUC drop teacher - student per set:",
+    ]
+    for name, d in result["auc_drop"].items():
+        lines.append(
+            f"  {name}: {d['drop']:+.4f} (allowed {d['allowed']}) "
+            f"{'ok' if d['within'] else 'TOO LARGE'}"
+        )
+    lines.append(f"\nmeets every bar: {'yes' if result['meets_goal'] else 'no'}")
+    return "\n".join(lines)
