@@ -146,13 +146,11 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             fault = classify(exc)
             state.metrics.failed_batches.labels(fault.value).inc()
             state.consecutive_failures += 1
-            await _record_lag(message, state)
             if fault is Fault.FATAL:
                 _stop_fatally(state, describe(exc))
                 await message.nack()
                 return
-            if fault is not Fault.TRANSIENT:
-                state.attempts.failed(records)
+            state.attempts.failed(records, counts=fault is not Fault.TRANSIENT)
             pause = min(max_pause_s, NACK_PAUSE_S * 2 ** (state.consecutive_failures - 1))
             # No traceback: the exception's own message may quote record values.
             log.error(
@@ -167,6 +165,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             # (Nacked here rather than raised: the framework would log the exception, whose
             # message may quote record values, and a traceback per failed batch.)
             await message.nack()
+            # The lag gauge follows failures too: after the rewind it counts the batch again.
+            await _record_lag(message, state)
             return
         state.consecutive_failures = 0
         state.attempts.succeeded(records)

@@ -170,7 +170,11 @@ class Attempts:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        #: Failures that count towards the limit (not transient ones: an outage of the
+        #: database must not dead-letter the records that happened to be in flight).
         self._failures: dict[tuple[str, int, int], int] = {}
+        #: Every record whose batch failed, for whatever reason (redeliveries).
+        self._failed: set[tuple[str, int, int]] = set()
 
     @staticmethod
     def _key(record: Any) -> tuple[str, int, int]:
@@ -178,22 +182,27 @@ class Attempts:
 
     def seen_before(self, records: Sequence[Any]) -> int:
         """How many of ``records`` are back after a failure (redeliveries)."""
-        return sum(1 for r in records if self._key(r) in self._failures)
+        return sum(1 for r in records if self._key(r) in self._failed)
 
     #: Failures of records this member no longer holds (a rebalance) are not forgotten
     #: one by one; past this many entries the oldest half goes.
     MAX_ENTRIES = 100_000
 
-    def failed(self, records: Sequence[Any]) -> int:
-        """Count one more failure for each record; returns the highest count."""
+    def failed(self, records: Sequence[Any], *, counts: bool = True) -> int:
+        """Note that the batch of ``records`` failed; when it ``counts`` (the fault was not
+        transient), one more attempt for each record. Returns the highest count."""
         if len(self._failures) > self.MAX_ENTRIES:
             for key in list(self._failures)[: self.MAX_ENTRIES // 2]:
                 del self._failures[key]
+        if len(self._failed) > self.MAX_ENTRIES:
+            self._failed.clear()
         highest = 0
         for r in records:
             key = self._key(r)
-            self._failures[key] = self._failures.get(key, 0) + 1
-            highest = max(highest, self._failures[key])
+            self._failed.add(key)
+            if counts:
+                self._failures[key] = self._failures.get(key, 0) + 1
+            highest = max(highest, self._failures.get(key, 0))
         return highest
 
     def exhausted(self, records: Sequence[Any]) -> bool:
@@ -206,3 +215,4 @@ class Attempts:
     def succeeded(self, records: Sequence[Any]) -> None:
         for r in records:
             self._failures.pop(self._key(r), None)
+            self._failed.discard(self._key(r))

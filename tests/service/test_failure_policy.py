@@ -434,3 +434,14 @@ async def test_retries_end_after_their_budget_so_the_batch_is_rewound_in_time() 
         await retrier(down)
     assert 0.5 <= time.monotonic() - started < 3
     assert metrics.retries.labels("database")._value.get() >= 2  # type: ignore[attr-defined]
+
+
+def test_transient_failures_are_redeliveries_but_never_use_up_attempts() -> None:
+    batch = [Record(b"{}", offset) for offset in range(3)]
+    attempts = Attempts(limit=2)
+    for _ in range(10):
+        attempts.failed(batch, counts=False)  # a long database outage
+    assert attempts.seen_before(batch) == 3 and not attempts.exhausted(batch)
+    attempts.failed(batch)
+    attempts.failed(batch)
+    assert attempts.exhausted(batch)

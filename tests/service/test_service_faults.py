@@ -88,8 +88,9 @@ async def test_a_stall_makes_health_not_ready_until_progress_resumes(
         database={"url": private_postgres_url, "statement_timeout_s": 3},
         model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
         storage={"store_unflagged": StoreUnflagged.SCORE},
-        service={"stall_after_s": 4, "outbox_sweep_interval_s": 2},
+        service={"stall_after_s": 4, "outbox_sweep_interval_s": 2, "retry_for_s": 2},
     )
+    settings.kafka.batch_max_records = 8
     await ensure_topics(settings.kafka)
     upgrade(private_postgres_url)
     service = ServiceProcess(settings, tmp_path / "svc.log").start()
@@ -107,6 +108,14 @@ async def test_a_stall_makes_health_not_ready_until_progress_resumes(
         assert service.health()[0] == 503
         assert service.metric("depdetect_stalled") == 1
         assert service.metric("depdetect_retries_total") > 0
+        # Retries end after retry_for_s: the batch is rewound and comes back, again and again.
+        await wait_for(
+            lambda: service.metric("depdetect_redeliveries_total") >= 8,
+            timeout=60,
+            what="redeliveries",
+        )
+        assert service.metric("depdetect_failed_batches_total") >= 1
+        assert service.metric("depdetect_consumer_lag") >= 8, "lag seen while batches fail"
         private_postgres("start")
         await wait_for(
             lambda: _count(private_postgres_url) >= len(first) + len(second),
