@@ -220,6 +220,15 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             ),
             metrics=state.metrics,
         )
+        try:
+            if problem := await asyncio.to_thread(state.processor.store.durability_problem):
+                log.warning(
+                    "the database may lose committed rows on power failure (%s): "
+                    "at-least-once delivery is not guaranteed",
+                    problem,
+                )
+        except Exception as exc:  # an unreachable database is the retries' business
+            log.warning("could not check the database's durability: %s", describe(exc))
         log.info(
             "model %s loaded from %s (threshold %.3f)",
             runner.model_version,

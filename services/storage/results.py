@@ -137,6 +137,23 @@ class ResultStore:
             oldest = oldest.replace(tzinfo=utcnow().tzinfo)
         return max(0.0, (utcnow() - oldest).total_seconds())
 
+    def durability_problem(self) -> str | None:
+        """Why a commit might not survive a power cut, if it might (None: it survives).
+
+        At-least-once rests on it: offsets are committed after the rows, so a row lost
+        after its commit returned would be lost for good.
+        """
+        with database_errors(), self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                level = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+                return None if level in (2, 3) else f"SQLite synchronous={level} (want FULL=2)"
+            problems = []
+            for name, bad in (("fsync", "off"), ("synchronous_commit", "off")):
+                value = conn.exec_driver_sql(f"SHOW {name}").scalar()
+                if value == bad:
+                    problems.append(f"{name}={value}")
+            return ", ".join(problems) or None
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:

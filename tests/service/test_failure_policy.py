@@ -445,3 +445,24 @@ def test_transient_failures_are_redeliveries_but_never_use_up_attempts() -> None
     attempts.failed(batch)
     attempts.failed(batch)
     assert attempts.exhausted(batch)
+
+
+def test_a_database_that_may_lose_commits_is_reported(database_url: str) -> None:
+    upgrade(database_url)
+    store = ResultStore(make_engine(database_url))
+    try:
+        problem = store.durability_problem()
+        if store.engine.dialect.name == "sqlite":
+            assert problem is None, "the engine recipe sets synchronous=FULL"
+            return
+        # The test cluster of deploy/postgres/postgres.sh trades durability for speed
+        # (fsync off) unless DEPDETECT_PG_DURABLE is set: the check must see exactly that.
+        with store.engine.connect() as conn:
+            off = [
+                f"{name}=off"
+                for name in ("fsync", "synchronous_commit")
+                if conn.exec_driver_sql(f"SHOW {name}").scalar() == "off"
+            ]
+        assert problem == (", ".join(off) or None)
+    finally:
+        store.engine.dispose()
