@@ -232,3 +232,48 @@ def test_tiny_run_learns_something(tiny_run) -> None:  # type: ignore[no-untyped
     validation = tiny_run.finetuned.validation
     assert validation["roc_auc"] > 0.6  # random is 0.5; the tiny model reaches ~0.8
     assert set(validation["per_language"]) == {"en", "de", "fr", "it", "pt", "es"}
+
+
+def test_device_choice_and_mixed_precision() -> None:
+    import torch
+
+    from training.finetune.trainer import device_precision
+
+    assert device_precision("cpu") == (True, False, False)
+    if torch.cuda.is_available():
+        use_cpu, bf16, fp16 = device_precision("cuda")
+        assert not use_cpu and bf16 != fp16  # one mixed precision on a GPU
+    else:
+        with pytest.raises(ConfigurationError, match="no CUDA"):
+            device_precision("cuda")
+        assert device_precision("auto") == (True, False, False)
+
+
+def test_the_same_command_runs_in_two_processes(
+    tmp_path: Path,
+    tiny_run,  # type: ignore[no-untyped-def]
+    tiny_encoder: Path,
+) -> None:
+    """`torchrun` starts two CPU processes (gloo): the unchanged command trains one model
+    on both data shards, evaluates, and only rank 0 writes the model and its hand-off."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"),
+        *("-m", "depdetect.cli.main", "train", "finetune"),
+        *("--data", str(tiny_run.prepared.directory), "--out", str(out)),
+        *("--base-model", str(tiny_encoder), "--device", "cpu", "--max-steps", "4"),
+        *("--eval-steps", "2", "--batch-size", "8", "--lr", "0.005", "--max-length", "64"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("model saved to") == 2  # both ranks finish the command
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["steps"] == 4 and [h["step"] for h in info["history"]] == [2, 4]
+    # Two processes of batch 8 see 16 rows per step: 4 steps cover 64 training rows.
+    rows = info["data"]["splits"]["train"]["rows"]
+    assert info["history"][-1]["epoch"] == pytest.approx(64 / rows, abs=0.02)
