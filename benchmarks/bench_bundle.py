@@ -1,13 +1,20 @@
-"""Throughput of a model bundle: tokens/s and texts/s (not a test).
+"""Throughput of model bundles: texts/s and tokens/s (not a test).
 
-Compares, in one run and on the same texts (tokenisation included):
+For each bundle, in one run and on the same texts (tokenisation included):
   * batch 1, every text padded to 512 tokens (the original project's method),
   * batch 1 at exact length,
   * length-sorted dynamic padding at several batch sizes (the best is reported),
-and prints the ratio best / padded-512. Tokens are real (non-padding) tokens.
+and the ratio best / padded-512. Then a length sweep: texts cut to about 10, 50, 200
+and 500 tokens, with batch-1 latency (p50, p95) and the best batched throughput, so
+that one sees how the cost grows with length (texts longer than the bundle's max
+length are scored as the service scores them: windows when chunking is on, else
+truncated; the "model tokens" column says what the model saw). With several bundles
+(e.g. the teacher, then the distilled fast bundle) each later one is also compared
+with the first: best throughput ratio, and best / the first's padded-512 baseline.
+Tokens are real (non-padding) tokens.
 
     .venv/bin/python benchmarks/bench_bundle.py var/training/bundle \
-        --data var/training/data/test.csv --texts 300
+        var/training/bundle-distilled --data var/training/data/test.csv --texts 300
 """
 
 from __future__ import annotations
@@ -16,14 +23,22 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.inference.runner import ModelRunner
+from services.inference.runner import ModelRunner, windows
 from training.prepare.tables import read_table
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    texts_s: float
+    tokens_s: float
 
 
 def measure(
@@ -40,9 +55,131 @@ def measure(
     return texts / seconds, tokens / seconds
 
 
+def model_tokens(scorer: ModelRunner, texts: Sequence[str]) -> int:
+    """Tokens the model runs on: the windows when chunking is on, else the truncated ids."""
+    total = 0
+    for e in scorer.encode(texts):
+        if scorer.chunking.enabled:
+            spans = windows(e.ids, e.special_tokens_mask, scorer.max_length, scorer.chunking)
+            total += sum(len(w) for w in spans)
+        else:
+            total += len(e.ids)
+    return total
+
+
+def sorted_batches(texts: Sequence[str], size: int) -> list[list[str]]:
+    ordered = sorted(texts, key=len)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def best_batched(
+    scorer: ModelRunner, texts: Sequence[str], sizes: Sequence[int], tokens: int, repeats: int
+) -> list[Row]:
+    return [
+        Row(
+            f"batch {size}, length-sorted dynamic padding",
+            *measure(
+                lambda b, n=size: scorer.predict_proba(b, n),
+                sorted_batches(texts, size),
+                tokens,
+                repeats,
+            ),
+        )
+        for size in sizes
+    ]
+
+
+def bench_bundle(
+    scorer: ModelRunner, texts: list[str], sizes: Sequence[int], repeats: int
+) -> tuple[list[Row], Row, int]:
+    """(rows, best row, padded width) for one bundle on ``texts``."""
+    tokens = sum(len(e.ids) for e in scorer.encode(texts))
+
+    def padded(batch: Sequence[str], width: int) -> None:
+        ids = [e.ids[:width] for e in scorer.encode(batch)]
+        full = np.full((len(ids), width), scorer.pad_id, dtype=np.int64)
+        mask = np.zeros_like(full)
+        for row, seq in enumerate(ids):
+            full[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        scorer.run_padded(full, mask)
+
+    singles = [[t] for t in texts]
+    width = 512
+    try:
+        padded(texts[:1], width)
+    except Exception:  # a model with fewer positions (the tiny test model)
+        width = scorer.manifest.max_sequence_length
+    rows = [
+        Row(
+            f"batch 1, padded to {width}",
+            *measure(lambda b: padded(b, width), singles, tokens, repeats),
+        ),
+        Row(
+            "batch 1, exact length",
+            *measure(lambda b: scorer.predict_proba(b, 1), singles, tokens, repeats),
+        ),
+    ]
+    batched = best_batched(scorer, texts, sizes, tokens, repeats)
+    rows += batched
+    return rows, max(batched, key=lambda r: r.texts_s), width
+
+
+def texts_of_length(pool: Sequence[str], scorer: ModelRunner, length: int, n: int) -> list[str]:
+    """``n`` texts of about ``length`` tokens (special tokens included), cut at token
+    boundaries from the pool's texts joined end to end (wrapping round if short)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(scorer.tokenizer.to_str())
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    joined = " ".join(pool)
+    encoding = tokenizer.encode(joined, add_special_tokens=False)
+    offsets = encoding.offsets
+    body = max(1, length - 2)  # [CLS]/<s> and [SEP]/</s>
+    while len(offsets) < body * 2:
+        joined = f"{joined} {joined}"
+        offsets = tokenizer.encode(joined, add_special_tokens=False).offsets
+    starts = np.linspace(0, len(offsets) - body, num=n, dtype=int)
+    return [joined[offsets[s][0] : offsets[s + body - 1][1]] for s in starts]
+
+
+def length_sweep(
+    scorer: ModelRunner,
+    pool: Sequence[str],
+    lengths: Sequence[int],
+    sizes: Sequence[int],
+    n: int,
+    repeats: int,
+) -> list[str]:
+    lines = [
+        f"{'tokens':>6} {'measured':>8} {'model tok':>9} {'b1 p50 ms':>9} {'b1 p95 ms':>9} "
+        f"{'b1 texts/s':>10} {'best batch':>10} {'texts/s':>9} {'tokens/s':>10}"
+    ]
+    for length in lengths:
+        texts = texts_of_length(pool, scorer, length, n)
+        measured = np.mean([len(e.ids) for e in scorer.encode(texts)])
+        tokens = model_tokens(scorer, texts)
+        scorer.predict_proba(texts[:2], 1)  # warm-up at this shape
+        samples = []
+        for text in texts:
+            started = time.perf_counter()
+            scorer.predict_proba([text], 1)
+            samples.append(time.perf_counter() - started)
+        ms = np.asarray(samples) * 1000
+        best = max(best_batched(scorer, texts, sizes, tokens, repeats), key=lambda r: r.texts_s)
+        lines.append(
+            f"{length:>6} {measured:>8.1f} {tokens / len(texts):>9.1f} "
+            f"{np.percentile(ms, 50):>9.2f} {np.percentile(ms, 95):>9.2f} "
+            f"{1000 / ms.mean():>10.1f} {best.name.split(',')[0]:>10} {best.texts_s:>9.1f} "
+            f"{best.tokens_s:>10.1f}"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bundle", type=Path)
+    parser.add_argument("bundles", type=Path, nargs="+", help="the reference bundle first")
     parser.add_argument(
         "--data",
         type=Path,
@@ -53,61 +190,48 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-sizes", default="8,16,32,64")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--lengths", default="10,50,200,500", help="token lengths of the sweep ('' skips it)"
+    )
+    parser.add_argument("--sweep-texts", type=int, default=32, help="texts per sweep length")
     args = parser.parse_args()
 
     import onnxruntime
 
     onnxruntime.set_default_logger_severity(4)  # the 512 probe may fail on small models
-    scorer = ModelRunner.from_bundle(args.bundle, intra_op_threads=args.threads)
-    manifest = scorer.manifest
     texts = read_table(args.data)[args.text_column].astype(str).tolist()[: args.texts]
-    tokens = sum(len(e.ids) for e in scorer.encode(texts))
-    print(
-        f"bundle {manifest.model_version} ({manifest.base_model}); {len(texts)} texts, "
-        f"{tokens / len(texts):.1f} tokens/text, {args.threads} threads"
-    )
-
-    def padded(batch: Sequence[str], width: int) -> None:
-        ids = [e.ids for e in scorer.encode(batch)]
-        full = np.full((len(ids), width), scorer.pad_id, dtype=np.int64)
-        mask = np.zeros_like(full)
-        for row, seq in enumerate(ids):
-            full[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-        scorer.run_padded(full, mask)
-
-    singles = [[t] for t in texts]
-    rows: list[tuple[str, float, float]] = []
-    width = 512
-    try:
-        padded(texts[:1], width)
-    except Exception:  # a model with fewer positions (the tiny test model)
-        width = manifest.max_sequence_length
-    rows.append(
-        (
-            f"batch 1, padded to {width}",
-            *measure(lambda b: padded(b, width), singles, tokens, args.repeats),
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    lengths = [int(s) for s in args.lengths.split(",") if s]
+    results: list[tuple[str, Row, Row]] = []  # (bundle, padded batch-1 row, best row)
+    for path in args.bundles:
+        scorer = ModelRunner.from_bundle(path, intra_op_threads=args.threads)
+        manifest = scorer.manifest
+        tokens = sum(len(e.ids) for e in scorer.encode(texts))
+        print(
+            f"\n== {path.name}: bundle {manifest.model_version} ({manifest.base_model}); "
+            f"{len(texts)} texts, {tokens / len(texts):.1f} tokens/text, max length "
+            f"{manifest.max_sequence_length}, chunking "
+            f"{'on' if manifest.chunking.enabled else 'off'}, {args.threads} threads"
         )
-    )
-    rows.append(
-        (
-            "batch 1, exact length",
-            *measure(lambda b: scorer.predict_proba(b, 1), singles, tokens, args.repeats),
-        )
-    )
-    ordered = sorted(texts, key=len)
-    best = ("", 0.0, 0.0)
-    for size in (int(s) for s in args.batch_sizes.split(",")):
-        batches = [ordered[i : i + size] for i in range(0, len(ordered), size)]
-        row = (
-            f"batch {size}, length-sorted dynamic padding",
-            *measure(lambda b, n=size: scorer.predict_proba(b, n), batches, tokens, args.repeats),
-        )
-        rows.append(row)
-        best = max(best, row, key=lambda r: r[1])
-    for name, texts_s, tokens_s in rows:
-        print(f"{name:<45} {texts_s:9.1f} texts/s {tokens_s:11.1f} tokens/s")
-    print(f"best ({best[0]}) / padded-{width} batch 1: {best[1] / rows[0][1]:.1f}x")
+        rows, best, width = bench_bundle(scorer, texts, sizes, args.repeats)
+        for row in rows:
+            print(f"{row.name:<45} {row.texts_s:9.1f} texts/s {row.tokens_s:11.1f} tokens/s")
+        print(f"best ({best.name}) / padded-{width} batch 1: {best.texts_s / rows[0].texts_s:.1f}x")
+        results.append((path.name, rows[0], best))
+        if lengths:
+            print(f"\nlength sweep ({args.sweep_texts} texts per length):")
+            for line in length_sweep(scorer, texts, lengths, sizes, args.sweep_texts, args.repeats):
+                print(line)
+    if len(results) > 1:
+        name, baseline, reference = results[0]
+        print(f"\n== side by side (against {name})")
+        for other, _, best in results[1:]:
+            print(
+                f"{other}: best {best.texts_s:.1f} texts/s = "
+                f"{best.texts_s / reference.texts_s:.2f}x {name}'s best, "
+                f"{best.texts_s / baseline.texts_s:.1f}x {name}'s {baseline.name} "
+                "(the original method)"
+            )
 
 
 if __name__ == "__main__":
