@@ -141,6 +141,12 @@ class QuantRecipe:
     weight_only_nodes: tuple[str, ...] = ()
     #: Nodes (regular expressions on node names) left entirely fp32.
     exclude_nodes: tuple[str, ...] = ()
+    #: MatMuls whose input channels are smoothed before quantizing (SmoothQuant): the
+    #: activation is divided per channel by s = amax(x)^a / amax(w)^(1-a), measured on
+    #: calibration texts, and the weight rows multiplied by s; outlier channels then no
+    #: longer set the per-tensor activation scale.
+    smooth_nodes: tuple[str, ...] = ()
+    smooth_alpha: float = 0.5
 
 
 #: The recipes `train export --recipe` and the recipe comparison know, by name.
@@ -166,6 +172,17 @@ RECIPES: dict[str, QuantRecipe] = {
         "fused; int8 per-row embeddings; FFN input projections fp32; the rest dynamic int8 "
         "per-channel",
         exclude_nodes=(FFN_INPUT_MATMUL,),
+    ),
+    "fused-smooth-ffn-out": QuantRecipe(
+        "fused; int8 per-row embeddings; FFN output projections smoothed (SmoothQuant, "
+        "alpha 0.5, calibrated on training texts); every MatMul and Attention dynamic int8 "
+        "per-channel",
+        smooth_nodes=(FFN_OUTPUT_MATMUL,),
+    ),
+    "fused-smooth-all": QuantRecipe(
+        "fused; int8 per-row embeddings; every weight MatMul smoothed (SmoothQuant, alpha "
+        "0.5); every MatMul and Attention dynamic int8 per-channel",
+        smooth_nodes=(FFN_OUTPUT_MATMUL, FFN_INPUT_MATMUL, r"/attention/output/dense/MatMul$"),
     ),
     "dynamic": QuantRecipe(
         "unfused graph; fp32 embeddings; every weight MatMul dynamic int8 per-tensor "

@@ -36,9 +36,12 @@ def test_every_recipe_builds_a_graph_of_its_shape(tiny_run, tmp_path: Path, name
 
     recipe = RECIPES[name]
     model_dir = tiny_run.finetuned.model_dir
-    path = quantize_recipe(tiny_run.exported.fp32_model, tmp_path, model_dir, recipe)
+    calibration = _train_texts(tiny_run)
+    path = quantize_recipe(tiny_run.exported.fp32_model, tmp_path, model_dir, recipe, calibration)
     ops = _ops(path)
     values = set(ops.values())
+    smoothed = [n for n in ops if n.endswith("_smooth")]
+    assert bool(smoothed) == bool(recipe.smooth_nodes)
     assert ("Attention" in values or "QAttention" in values) == recipe.fuse
     assert ("MatMulNBits" in values) == bool(recipe.weight_only_nodes)
     int8_table = any(n.endswith("word_embeddings.weight_int8") for n in _init_names(path))
@@ -91,3 +94,47 @@ def test_recipe_table_measures_parity_speed_and_size(tiny_run, tmp_path: Path) -
 
 def _validation(tiny_run) -> int:  # type: ignore[no-untyped-def]
     return int(tiny_run.prepared.rows["validation"])
+
+
+def _train_texts(tiny_run, n: int = 64) -> list[str]:  # type: ignore[no-untyped-def]
+    from training.prepare.run import read_split
+
+    return read_split(tiny_run.prepared.directory, "train")["text"].head(n).tolist()
+
+
+def test_smoothing_keeps_the_fp32_function(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """x / s times W * s is the same product: the smoothed fp32 graph scores as before,
+    and the weights' rows really were rescaled."""
+    from services.inference.runner import ModelRunner
+    from training.config import FFN_OUTPUT_MATMUL
+    from training.export.quantize import optimize, smooth_matmul_inputs
+
+    model_dir = tiny_run.finetuned.model_dir
+    fused = optimize(tiny_run.exported.fp32_model, tmp_path / "fused.onnx", model_dir)
+    smoothed = tmp_path / "smoothed.onnx"
+    done = smooth_matmul_inputs(
+        fused, smoothed, (FFN_OUTPUT_MATMUL,), model_dir, _train_texts(tiny_run), 0.5
+    )
+    assert len(done) == 2  # one FFN output projection per layer
+    tokenizer = tiny_run.exported.bundle_dir / "tokenizer.json"
+    texts = _train_texts(tiny_run, 40)
+    before = ModelRunner(fused, tokenizer, max_length=128).predict_proba(texts)
+    after = ModelRunner(smoothed, tokenizer, max_length=128).predict_proba(texts)
+    assert np.max(np.abs(before - after)) < 1e-4
+    inits = {
+        i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(smoothed)).graph.initializer
+    }
+    scales = [v for k, v in inits.items() if k.endswith("_smooth_inv")]
+    assert len(scales) == 2 and not all(np.allclose(s, 1.0) for s in scales)
+
+
+def test_smoothing_needs_calibration_texts(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from training.export.quantize import quantize_recipe
+
+    with pytest.raises(ConfigurationError, match="calibration texts"):
+        quantize_recipe(
+            tiny_run.exported.fp32_model,
+            tmp_path,
+            tiny_run.finetuned.model_dir,
+            RECIPES["fused-smooth-ffn-out"],
+        )

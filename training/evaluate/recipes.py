@@ -69,7 +69,7 @@ def compare_recipes(
     """One row per recipe (and one for fp32); writes ``recipes.json`` and ``recipes.txt``."""
     from training.bundle_builder import bundle_tokenizer
     from training.export.onnx_export import export_onnx, load_for_export
-    from training.export.quantize import quantize_recipe
+    from training.export.quantize import CALIBRATION_TEXTS, quantize_recipe
     from training.finetune.result import FinetuneResult
     from training.finetune.scoring import torch_scores
     from training.finetune.threshold import tune_threshold
@@ -93,6 +93,7 @@ def compare_recipes(
         normalization=normalization,
     )
     bench = texts[:bench_texts]
+    calibration = read_split(data_dir, "train")["text"].astype(str).head(CALIBRATION_TEXTS)
 
     def runner(path: Path) -> ModelRunner:
         return ModelRunner(
@@ -122,7 +123,8 @@ def compare_recipes(
     for name, recipe in recipes.items():
         work = out_dir / name.replace(":", "_").replace("+", "_")
         work.mkdir(parents=True, exist_ok=True)
-        rows.append(row(name, recipe.description, quantize_recipe(fp32, work, model_dir, recipe)))
+        quantized = quantize_recipe(fp32, work, model_dir, recipe, calibration.tolist())
+        rows.append(row(name, recipe.description, quantized))
     _, again = throughput(runner(fp32), bench, batch_sizes, repeats)
     fp32_row["texts_per_s_after"] = again
     fp32_rate = (fp32_row["texts_per_s"] + again) / 2

@@ -31,6 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import AutoConfig
 
+from schemas.errors import ConfigurationError
 from training.config import FFN_OUTPUT_MATMUL, QuantRecipe
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 #: Gather tables with at least this many rows are quantized per row (the vocabulary).
 MIN_EMBEDDING_ROWS = 1024
 WEIGHT_ONLY_BLOCK = 32
+#: Training texts that calibrate activation smoothing.
+CALIBRATION_TEXTS = 256
+#: Calibration texts (SmoothQuant) are cut to this many tokens.
+CALIBRATION_MAX_LENGTH = 128
 
 
 def optimize(fp32_path: Path, out_path: Path, model_dir: Path) -> Path:
@@ -224,11 +229,132 @@ def quantize(
     return out_path
 
 
-def quantize_recipe(fp32_path: Path, work: Path, model_dir: Path, recipe: QuantRecipe) -> Path:
-    """fp32 graph -> ``work/model-int8.onnx`` by ``recipe`` (fused first if it says so)."""
-    source = (
-        optimize(fp32_path, work / "model-optimized.onnx", model_dir) if recipe.fuse else fp32_path
-    )
+def _calibration_feeds(
+    model_dir: Path, texts: Sequence[str], inputs: set[str], batch_size: int = 32
+) -> list[dict[str, np.ndarray]]:
+    from training.bundle_builder import bundle_tokenizer
+
+    tokenizer = bundle_tokenizer(model_dir, CALIBRATION_MAX_LENGTH)
+    feeds = []
+    for start in range(0, len(texts), batch_size):
+        encoded = tokenizer.encode_batch(list(texts[start : start + batch_size]))
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encoded])}
+        feed["attention_mask"] = feed["attention_mask"].astype(np.int64)
+        if "token_type_ids" in inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        feeds.append(feed)
+    return feeds
+
+
+def smooth_matmul_inputs(
+    model_path: Path,
+    out_path: Path,
+    patterns: Sequence[str],
+    model_dir: Path,
+    texts: Sequence[str],
+    alpha: float = 0.5,
+) -> list[str]:
+    """SmoothQuant on the MatMuls named by ``patterns`` (constant weights only).
+
+    Per input channel j: s_j = amax(x_j)^alpha / amax(W_j)^(1 - alpha), with amax(x_j)
+    measured over the real (unpadded) tokens of ``texts``; then x / s feeds W * s, which
+    is the same product in exact arithmetic, with the activation outliers moved into the
+    (per-channel quantized) weights. Returns the smoothed nodes' names.
+    """
+    import onnxruntime as ort
+
+    model = onnx.load(str(model_path))
+    initializers = {i.name: i for i in model.graph.initializer}
+    wanted = set(_matching([n.name for n in model.graph.node], patterns))
+    targets = [
+        n
+        for n in model.graph.node
+        if n.op_type == "MatMul"
+        and n.name in wanted
+        and n.input[1] in initializers
+        and len(initializers[n.input[1]].dims) == 2
+    ]
+    if not targets or not texts:
+        onnx.save(model, str(out_path))
+        return []
+    activations = sorted({n.input[0] for n in targets})
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for name in activations:
+        if name not in known:
+            probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    del probe
+    inputs = {i.name for i in session.get_inputs()}
+    amax: dict[str, np.ndarray] = {}
+    for feed in _calibration_feeds(model_dir, texts, inputs):
+        real = feed["attention_mask"].reshape(-1).astype(bool)
+        for name, value in zip(activations, session.run(activations, feed), strict=True):
+            rows = np.abs(value).reshape(-1, value.shape[-1])[real]
+            seen = rows.max(axis=0) if len(rows) else np.zeros(value.shape[-1])
+            amax[name] = np.maximum(amax.get(name, seen), seen)
+    del session
+    nodes: list[onnx.NodeProto] = []
+    smoothed: list[str] = []
+    for node in model.graph.node:
+        if node not in targets:
+            nodes.append(node)
+            continue
+        weight = initializers[node.input[1]]
+        w = numpy_helper.to_array(weight).astype(np.float32)
+        x_max = amax[node.input[0]].astype(np.float32)
+        w_max = np.abs(w).max(axis=1)
+        scale = np.power(np.maximum(x_max, 1e-5), alpha) / np.power(
+            np.maximum(w_max, 1e-5), 1 - alpha
+        )
+        scale = np.clip(scale, 1e-2, 1e2).astype(np.float32)
+        scale[(x_max == 0) | (w_max == 0)] = 1.0
+        w_name, s_name = f"{weight.name}_smoothed", f"{node.name}_smooth_inv"
+        model.graph.initializer.extend(
+            [
+                numpy_helper.from_array(w * scale[:, None], w_name),
+                numpy_helper.from_array((1.0 / scale).astype(np.float32), s_name),
+            ]
+        )
+        scaled = f"{node.input[0]}_smoothed_{len(smoothed)}"
+        nodes.append(
+            helper.make_node("Mul", [node.input[0], s_name], [scaled], f"{node.name}_smooth")
+        )
+        node.input[0], node.input[1] = scaled, w_name
+        nodes.append(node)
+        smoothed.append(node.name)
+    used = {i for n in nodes for i in n.input}
+    for init in list(model.graph.initializer):
+        if init.name not in used:
+            model.graph.initializer.remove(init)
+    _replace_nodes(model, nodes)
+    onnx.save(model, str(out_path))
+    return smoothed
+
+
+def quantize_recipe(
+    fp32_path: Path,
+    work: Path,
+    model_dir: Path,
+    recipe: QuantRecipe,
+    calibration_texts: Sequence[str] = (),
+) -> Path:
+    """fp32 graph -> ``work/model-int8.onnx`` by ``recipe``: fused first if it says so,
+    smoothed on ``calibration_texts`` if it names nodes to smooth."""
+    source = fp32_path
+    if recipe.fuse:
+        source = optimize(fp32_path, work / "model-optimized.onnx", model_dir)
+    if recipe.smooth_nodes:
+        if not calibration_texts:
+            raise ConfigurationError("this recipe smooths activations: give calibration texts")
+        staged = work / "model-smoothed.onnx"
+        done = smooth_matmul_inputs(
+            source, staged, recipe.smooth_nodes, model_dir, calibration_texts, recipe.smooth_alpha
+        )
+        log.info("SmoothQuant on %d MatMuls", len(done))
+        source = staged
     return quantize(
         source,
         work / "model-int8.onnx",

@@ -18,7 +18,7 @@ from training.errors import ParityError
 from training.evaluate.metrics import binary_metrics, metrics_by_group
 from training.export.onnx_export import export_onnx, load_for_export
 from training.export.parity import parity
-from training.export.quantize import quantize_recipe
+from training.export.quantize import CALIBRATION_TEXTS, quantize_recipe
 from training.finetune.result import FinetuneResult
 from training.finetune.scoring import torch_scores
 from training.finetune.threshold import tune_threshold
@@ -60,6 +60,9 @@ def quantization_summary(config: ExportConfig) -> str:
         parts.append(f"8-bit weight-only MatMulNBits for {', '.join(recipe.weight_only_nodes)}")
     if recipe.exclude_nodes:
         parts.append(f"fp32 for {', '.join(recipe.exclude_nodes)}")
+    if recipe.smooth_nodes:
+        smoothed = ", ".join(recipe.smooth_nodes)
+        parts.append(f"SmoothQuant (alpha {recipe.smooth_alpha}) for {smoothed}")
     return "; ".join(parts)
 
 
@@ -87,7 +90,8 @@ def export_bundle(
     work.mkdir(parents=True, exist_ok=True)
 
     fp32 = export_onnx(model_dir, work / "model-fp32.onnx", config.opset)
-    int8 = quantize_recipe(fp32, work, model_dir, config.quantization)
+    calibration = read_split(data_dir, "train")["text"].astype(str).head(CALIBRATION_TEXTS)
+    int8 = quantize_recipe(fp32, work, model_dir, config.quantization, calibration.tolist())
     tokenizer = bundle_tokenizer(model_dir, max_length)
     tokenizer.save(str(work / "tokenizer.json"))
 
