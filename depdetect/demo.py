@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from depdetect.settings import REPO_ROOT, Settings
+from depdetect.settings import ENV_PREFIX, REPO_ROOT, Settings
 from schemas.bundle import read_manifest
 from schemas.errors import BundleError, DepdetectError
 
@@ -81,13 +81,12 @@ def ensure_bundle(settings: Settings, console: Console, *, offline: bool) -> Pat
 
 
 def _child_env(settings: Settings, bundle: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DEPDETECT_MODEL__BUNDLE_PATH": str(bundle),
-        "DEPDETECT_DATABASE__URL": settings.database.url,
-        "DEPDETECT_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "PYTHONUNBUFFERED": "1",
-    }
+    """The service child builds exactly the demo's settings, with the chosen bundle."""
+    child = settings.model_copy(
+        update={"model": settings.model.model_copy(update={"bundle_path": bundle})}
+    )
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return {**inherited, **child.to_env(), "PYTHONUNBUFFERED": "1"}
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -> None:
