@@ -75,18 +75,15 @@ def sorted_batches(texts: Sequence[str], size: int) -> list[list[str]]:
 def best_batched(
     scorer: ModelRunner, texts: Sequence[str], sizes: Sequence[int], tokens: int, repeats: int
 ) -> list[Row]:
-    return [
-        Row(
-            f"batch {size}, length-sorted dynamic padding",
-            *measure(
-                lambda b, n=size: scorer.predict_proba(b, n),
-                sorted_batches(texts, size),
-                tokens,
-                repeats,
-            ),
-        )
-        for size in sizes
-    ]
+    rows = []
+    for size in sizes:
+
+        def run(batch: Sequence[str], n: int = size) -> object:
+            return scorer.predict_proba(batch, n)
+
+        rate = measure(run, sorted_batches(texts, size), tokens, repeats)
+        rows.append(Row(f"batch {size}, length-sorted dynamic padding", *rate))
+    return rows
 
 
 def bench_bundle(
@@ -125,9 +122,12 @@ def bench_bundle(
     return rows, max(batched, key=lambda r: r.texts_s), width
 
 
-def texts_of_length(pool: Sequence[str], scorer: ModelRunner, length: int, n: int) -> list[str]:
+def texts_of_length(
+    pool: Sequence[str], scorer: ModelRunner, length: int, n: int
+) -> tuple[list[str], float]:
     """``n`` texts of about ``length`` tokens (special tokens included), cut at token
-    boundaries from the pool's texts joined end to end (wrapping round if short)."""
+    boundaries from the pool's texts joined end to end (wrapping round if short), and
+    their mean length untruncated."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_str(scorer.tokenizer.to_str())
@@ -141,7 +141,8 @@ def texts_of_length(pool: Sequence[str], scorer: ModelRunner, length: int, n: in
         joined = f"{joined} {joined}"
         offsets = tokenizer.encode(joined, add_special_tokens=False).offsets
     starts = np.linspace(0, len(offsets) - body, num=n, dtype=int)
-    return [joined[offsets[s][0] : offsets[s + body - 1][1]] for s in starts]
+    texts = [joined[offsets[s][0] : offsets[s + body - 1][1]] for s in starts]
+    return texts, float(np.mean([len(e.ids) for e in tokenizer.encode_batch(texts)]))
 
 
 def length_sweep(
@@ -157,8 +158,7 @@ def length_sweep(
         f"{'b1 texts/s':>10} {'best batch':>10} {'texts/s':>9} {'tokens/s':>10}"
     ]
     for length in lengths:
-        texts = texts_of_length(pool, scorer, length, n)
-        measured = np.mean([len(e.ids) for e in scorer.encode(texts)])
+        texts, measured = texts_of_length(pool, scorer, length, n)
         tokens = model_tokens(scorer, texts)
         scorer.predict_proba(texts[:2], 1)  # warm-up at this shape
         samples = []
