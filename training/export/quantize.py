@@ -340,12 +340,14 @@ def quantize_recipe(
     model_dir: Path,
     recipe: QuantRecipe,
     calibration_texts: Sequence[str] = (),
+    fused: Path | None = None,
 ) -> Path:
-    """fp32 graph -> ``work/model-int8.onnx`` by ``recipe``: fused first if it says so,
-    smoothed on ``calibration_texts`` if it names nodes to smooth."""
+    """fp32 graph -> ``work/model-int8.onnx`` by ``recipe``: fused first if it says so
+    (or ``fused``, the same graph fused already), smoothed on ``calibration_texts`` if it
+    names nodes to smooth."""
     source = fp32_path
     if recipe.fuse:
-        source = optimize(fp32_path, work / "model-optimized.onnx", model_dir)
+        source = fused or optimize(fp32_path, work / "model-optimized.onnx", model_dir)
     if recipe.smooth_nodes:
         if not calibration_texts:
             raise ConfigurationError("this recipe smooths activations: give calibration texts")
