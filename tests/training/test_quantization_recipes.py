@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from schemas.errors import ConfigurationError
 from training.config import DEFAULT_RECIPE, RECIPES, ExportConfig
@@ -138,3 +140,38 @@ def test_smoothing_needs_calibration_texts(tiny_run, tmp_path: Path) -> None:  #
             tiny_run.finetuned.model_dir,
             RECIPES["fused-smooth-ffn-out"],
         )
+
+
+def test_train_export_recipe_option(tiny_run, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from depdetect.cli import train
+    from depdetect.settings import Settings
+    from schemas.bundle import MODEL_FILE, read_manifest
+
+    monkeypatch.setenv("DEPDETECT_DATA__WORK_DIR", str(tmp_path / "work"))
+    app = typer.Typer()
+
+    @app.callback()
+    def root(ctx: typer.Context) -> None:
+        ctx.obj = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    app.add_typer(train.app, name="train")
+    common = [
+        "train",
+        "export",
+        "--model-dir",
+        str(tiny_run.finetuned.model_dir),
+        "--data",
+        str(tiny_run.prepared.directory),
+        "--no-enforce-parity",
+        "--parity-texts",
+        "50",
+    ]
+    bundle = tmp_path / "b"
+    done = CliRunner().invoke(app, [*common, "--bundle", str(bundle), "--recipe", "dynamic"])
+    assert done.exit_code == 0, done.output
+    manifest = read_manifest(bundle)
+    assert manifest.quantization.startswith("recipe dynamic:")
+    assert manifest.metrics["export"]["recipe"] == "dynamic"
+    assert "Attention" not in set(_ops(bundle / MODEL_FILE).values())  # unfused
+    refused = CliRunner().invoke(app, [*common, "--bundle", str(tmp_path / "c"), "--recipe", "x"])
+    assert refused.exit_code != 0 and "unknown recipe" in refused.output
