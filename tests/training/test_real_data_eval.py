@@ -196,3 +196,42 @@ def test_tfidf_reference_and_leave_one_source_out() -> None:
     assert set(table) == {"alpha", "beta", "gamma", "z"}
     assert table["alpha"]["roc_auc"] > 0.9  # the others carry the same signal
     assert table["z"]["roc_auc"] is None and table["z"]["flag_rate"] < 0.2
+
+
+def test_cli_calibrate_then_report_writes_the_card(  # type: ignore[no-untyped-def]
+    tiny_run, tmp_path: Path
+) -> None:
+    """`train calibrate` then `train report`: the card carries both tables, and
+    `evaluate --suite --json` prints the same bundle rows."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from tests.training.test_evaluate import _cli
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_run.exported.bundle_dir, bundle)
+    prepared = tiny_run.prepared.directory
+    suite = _suite(tmp_path, prepared)
+    cli = _cli()
+    common = ["--bundle", str(bundle), "--data", str(prepared)]
+    done = CliRunner().invoke(cli, ["train", "calibrate", *common, "--stride", "16"])
+    assert done.exit_code == 0, done.output
+    assert read_manifest(bundle).chunking.enabled
+    out = tmp_path / "report"
+    done = CliRunner().invoke(
+        cli, ["train", "report", *common, "--suite", str(suite), "--out", str(out)]
+    )
+    assert done.exit_code == 0, done.output
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "## Cross-domain dev suite" in card and "## Leave one source out" in card
+    assert "| tfidf | mixed | all |" in card and "| bundle (truncated) | all_zero |" in card
+    assert "temperature scaling" in card
+    stored = read_manifest(bundle).metrics["dev_suite"]["models"]["bundle"]["rows"]
+    done = CliRunner().invoke(
+        cli, ["evaluate", "--model", str(bundle), "--suite", str(suite), "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    printed = json.loads(done.stdout)["models"]["bundle"]["rows"]
+    assert [r["f1"] for r in printed] == pytest.approx([r["f1"] for r in stored])
+    assert (out / "loso.md").is_file() and (out / "suite.md").is_file()
