@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from schemas.errors import TransientError
 from schemas.messages import Decision, describe_validation_error, utcnow
 from services.api.console.auth import (
@@ -37,6 +37,13 @@ from services.api.console.auth import (
     open_session,
     session_principal,
 )
+from services.api.counts import (
+    flag_counts_shown,
+    has_rates,
+    outcomes_shown,
+    review_times_shown,
+    score_drift_shown,
+)
 from services.api.deps import RelayDep, ResultIdPath, SessionsDep, SettingsDep
 from services.api.models import (
     FlagCountsPublic,
@@ -44,20 +51,8 @@ from services.api.models import (
     ReviewTimesPublic,
     ScoreDriftPublic,
 )
-from services.api.presenters import (
-    flag_counts_public,
-    outcomes_public,
-    review_times_public,
-    score_drift_public,
-)
 from services.api.security.tokens import Principal, Role
-from services.results_query.aggregates import (
-    Dimension,
-    decision_outcomes,
-    flag_counts,
-    review_times,
-    score_drift,
-)
+from services.results_query.aggregates import Dimension
 from services.results_query.claims import (
     QueueFilter,
     check_claim,
@@ -560,32 +555,23 @@ def _figures(session: Session, settings: Settings, query: DashboardQuery) -> Fig
     """The same computations and presenters as the /aggregates endpoints."""
     until = utcnow()
     since = until - timedelta(days=2 * query.days)
-    k = settings.console.min_cell_size
     scope = ResultScope(
         since=since,
         language=query.language,
         source=query.source,
         model_version=query.model_version,
     )
-    rates = settings.storage.store_unflagged is not StoreUnflagged.NOTHING
     unbounded = scope.model_copy(update={"since": None})
     return Figures(
-        flags=flag_counts_public(
-            flag_counts(session=session, scope=scope, by=[Dimension.DAY, Dimension.LANGUAGE]),
-            has_denominator=rates,
-            min_cell_size=k,
+        flags=flag_counts_shown(
+            session, settings, scope=scope, by=[Dimension.DAY, Dimension.LANGUAGE]
         ),
-        rates=rates,
-        drift=score_drift_public(
-            score_drift(session=session, scope=unbounded, until=until, days=query.days, bins=10),
-            min_cell_size=k,
+        rates=has_rates(settings),
+        drift=score_drift_shown(
+            session, settings, scope=unbounded, until=until, days=query.days, bins=10
         ),
-        outcomes=outcomes_public(
-            decision_outcomes(session=session, scope=scope, by_language=True), min_cell_size=k
-        ),
-        reviews=review_times_public(
-            review_times(session=session, scope=scope), min_cell_size=k, now=until
-        ),
+        outcomes=outcomes_shown(session, settings, scope=scope, by_language=True),
+        reviews=review_times_shown(session, settings, scope=scope, now=until),
         since=since,
         until=until,
     )

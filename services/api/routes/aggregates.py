@@ -9,8 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from depdetect.settings import Settings, StoreUnflagged
 from schemas.messages import utcnow
+from services.api.counts import (
+    flag_counts_shown,
+    outcomes_shown,
+    review_times_shown,
+    score_drift_shown,
+)
 from services.api.deps import FiguresDep, SessionDep, SettingsDep
 from services.api.models import (
     FlagCountsPublic,
@@ -18,19 +23,7 @@ from services.api.models import (
     ReviewTimesPublic,
     ScoreDriftPublic,
 )
-from services.api.presenters import (
-    flag_counts_public,
-    outcomes_public,
-    review_times_public,
-    score_drift_public,
-)
-from services.results_query.aggregates import (
-    Dimension,
-    decision_outcomes,
-    flag_counts,
-    review_times,
-    score_drift,
-)
+from services.results_query.aggregates import Dimension
 from services.results_query.filters import CleanStr, LanguageCode, ResultScope, UtcDatetime
 
 router = APIRouter(prefix="/aggregates", tags=["aggregates"])
@@ -58,10 +51,6 @@ class DriftQuery(BaseModel):
     model_version: CleanStr | None = None
 
 
-def _k(settings: Settings) -> int:
-    return settings.console.min_cell_size
-
-
 @router.get("/flags", summary="Flag counts and rates per day, language, source, model")
 def read_flag_counts(
     _principal: FiguresDep,
@@ -69,13 +58,7 @@ def read_flag_counts(
     settings: SettingsDep,
     query: Annotated[FlagCountsQuery, Query()],
 ) -> FlagCountsPublic:
-    rows = flag_counts(session=session, scope=query, by=query.by)
-    # Without stored unflagged rows the denominator is unknown: no rate beats a false 100 %.
-    return flag_counts_public(
-        rows,
-        has_denominator=settings.storage.store_unflagged is not StoreUnflagged.NOTHING,
-        min_cell_size=_k(settings),
-    )
+    return flag_counts_shown(session, settings, scope=query, by=query.by)
 
 
 @router.get("/outcomes", summary="Moderators' verdicts on flags, per model version")
@@ -86,8 +69,7 @@ def read_outcomes(
     query: Annotated[OutcomesQuery, Query()],
 ) -> OutcomesPublic:
     scope = ResultScope.model_validate(query.model_dump(exclude={"by_language"}))
-    rows = decision_outcomes(session=session, scope=scope, by_language=query.by_language)
-    return outcomes_public(rows, min_cell_size=_k(settings))
+    return outcomes_shown(session, settings, scope=scope, by_language=query.by_language)
 
 
 @router.get("/scores", summary="Score histogram: last N days against the N days before")
@@ -101,8 +83,9 @@ def read_score_drift(
         language=query.language, source=query.source, model_version=query.model_version
     )
     until: datetime = query.until or utcnow()
-    drift = score_drift(session=session, scope=scope, until=until, days=query.days, bins=query.bins)
-    return score_drift_public(drift, min_cell_size=_k(settings))
+    return score_drift_shown(
+        session, settings, scope=scope, until=until, days=query.days, bins=query.bins
+    )
 
 
 @router.get("/reviews", summary="Review backlog, and time from flag to first decision per day")
@@ -112,5 +95,4 @@ def read_review_times(
     settings: SettingsDep,
     query: Annotated[ResultScope, Query()],
 ) -> ReviewTimesPublic:
-    times = review_times(session=session, scope=query)
-    return review_times_public(times, min_cell_size=_k(settings), now=utcnow())
+    return review_times_shown(session, settings, scope=query, now=utcnow())
