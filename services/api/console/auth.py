@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from schemas.tables import ApiTokenRow, ConsoleSessionRow
-from services.api.security.tokens import Principal, Role, authenticate, hash_token
+from services.api.security.tokens import Principal, authenticate, hash_token, principal_of
 
 SESSION_COOKIE = "depdetect_session"
 SIGN_IN_COOKIE = "depdetect_sign_in"
@@ -73,13 +73,7 @@ def session_principal(*, session: Session, secret: str, now: datetime) -> Princi
             ApiTokenRow.revoked_at.is_(None),
         )
     ).one_or_none()
-    if row is None:
-        return None
-    try:
-        role = Role(row.role)
-    except ValueError:
-        return None
-    return Principal(token_id=row.id, name=row.name, role=role)
+    return None if row is None else principal_of(row.id, row.name, row.role)
 
 
 def end_session(*, session: Session, secret: str, now: datetime) -> None:

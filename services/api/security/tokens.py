@@ -99,11 +99,14 @@ def authenticate(*, session: Session, secret: str) -> Principal | None:
             ApiTokenRow.token_sha256 == hash_token(secret), ApiTokenRow.revoked_at.is_(None)
         )
     )
-    if row is None:
-        return None
+    return None if row is None else principal_of(row.id, row.name, row.role)
+
+
+def principal_of(token_id: int, name: str, role: str) -> Principal | None:
+    """The principal of a stored token's columns."""
     try:
-        role = Role(row.role)
+        known = Role(role)
     except ValueError:
         # A role this release does not know grants nothing.
         return None
-    return Principal(token_id=row.id, name=row.name, role=role)
+    return Principal(token_id=token_id, name=name, role=known)
