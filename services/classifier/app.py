@@ -172,12 +172,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         state.attempts.succeeded(records)
         log.info(
             "batch consumed=%d classified=%d stored=%d flagged=%d dead_lettered=%d reviews=%d %s",
-            outcome.consumed,
-            outcome.classified,
-            outcome.stored,
-            outcome.flagged,
-            outcome.dead_lettered,
-            outcome.reviews_published,
+            *outcome.counts(),
             " ".join(f"{k}_ms={v:.0f}" for k, v in outcome.timings_ms.items()),
         )
         state.progress.batch_committed(await _record_lag(message, state))

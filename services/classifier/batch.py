@@ -68,6 +68,23 @@ class BatchOutcome:
     #: Where the batch's time went (ms): model, database write, review publishing.
     timings_ms: dict[str, float]
 
+    def counts(self) -> tuple[int, int, int, int, int, int]:
+        """The counts in field order (consumed ... reviews_published)."""
+        return (
+            self.consumed,
+            self.classified,
+            self.stored,
+            self.flagged,
+            self.dead_lettered,
+            self.reviews_published,
+        )
+
+    def plus(self, other: BatchOutcome) -> BatchOutcome:
+        """Counts added up; timings belong to one batch, so a sum carries none."""
+        summed = (a + b for a, b in zip(self.counts(), other.counts(), strict=True))
+        consumed, classified, stored, flagged, dead_lettered, reviews = summed
+        return BatchOutcome(consumed, classified, stored, flagged, dead_lettered, reviews, {})
+
 
 class BatchProcessor:
     def __init__(
@@ -130,7 +147,7 @@ class BatchProcessor:
     async def process_one_by_one(self, records: Sequence[Any]) -> BatchOutcome:
         """The last resort for a batch that failed as a whole ``max_record_attempts`` times:
         each record alone; one that still fails (not transiently) is dead-lettered."""
-        totals = [0, 0, 0, 0, 0, 0]
+        total = BatchOutcome(0, 0, 0, 0, 0, 0, {})
         for record in records:
             try:
                 outcome = await self.process([record])
@@ -143,19 +160,8 @@ class BatchProcessor:
                 )
                 await self.dead_letter([dead_letter(record, reason, error_type(exc))])
                 outcome = BatchOutcome(1, 0, 0, 0, 1, 0, {})
-            for i, value in enumerate(
-                (
-                    outcome.consumed,
-                    outcome.classified,
-                    outcome.stored,
-                    outcome.flagged,
-                    outcome.dead_lettered,
-                    outcome.reviews_published,
-                )
-            ):
-                totals[i] += value
-        consumed, classified, stored, flagged, dead, reviews = totals
-        return BatchOutcome(consumed, classified, stored, flagged, dead, reviews, {})
+            total = total.plus(outcome)
+        return total
 
     def _crash_point(self, step: CrashStep, did_work: bool) -> None:
         """Test-only: die right after ``step`` (no clean-up, no offset commit) so the
