@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, expect
+from playwright.async_api import BrowserContext, Page, expect
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +29,30 @@ def _secret(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ")
 
 
+SignedIn = Callable[..., Awaitable[tuple[str, Page]]]
+
+
+@pytest.fixture
+def signed_in(
+    serve: Callable[[Settings], str],
+    console_settings: Settings,
+    new_context: NewContext,
+    token_for: Tokens,
+) -> SignedIn:
+    """The app's base URL and a new page signed in (keyboard only) with a fresh token of
+    ``role``; the app starts on the first call, after the test has written its rows."""
+    started: list[str] = []
+
+    async def open_page(role: Role, name: str | None = None) -> tuple[str, Page]:
+        if not started:
+            started.append(serve(console_settings))
+        page = await (await new_context()).new_page()
+        await sign_in_with_keyboard(page, started[0], _secret(token_for(role, name=name)))
+        return started[0], page
+
+    return open_page
+
+
 def _item_url(base: str, result_id: int) -> re.Pattern[str]:
     """The item's page, whatever the query string (filters, what was just decided)."""
     return re.compile(rf"^{re.escape(base)}/console/items/{result_id}(\?.*)?$")
@@ -43,10 +67,8 @@ def _decisions(sessions: sessionmaker[Session]) -> list[tuple[int, str, str, str
 
 
 async def test_three_items_with_the_keyboard_alone(
-    serve: Callable[[Settings], str],
+    signed_in: SignedIn,
     console_settings: Settings,
-    new_context: NewContext,
-    token_for: Tokens,
     insert_result: Callable[..., int],
     sessions: sessionmaker[Session],
     artifacts: Path,
@@ -61,11 +83,7 @@ async def test_three_items_with_the_keyboard_alone(
     )
     long_text = "I have been tired for weeks. " * 20
     insert_result(score=0.6, language="en", text=long_text)  # stays pending
-    base = serve(console_settings)
-    token = _secret(token_for(Role.MODERATOR, name="alice"))
-
-    page = await (await new_context()).new_page()
-    await sign_in_with_keyboard(page, base, token)
+    base, page = await signed_in(Role.MODERATOR, "alice")
     await expect(page).to_have_url(f"{base}/console/queue")
     await expect(page.locator("#summary")).to_contain_text("4 waiting")
     # Highest score first; the long text's preview says how much it leaves out.
@@ -132,20 +150,14 @@ async def test_three_items_with_the_keyboard_alone(
 
 
 async def test_a_claimed_item_cannot_be_opened_by_a_second_moderator(
-    serve: Callable[[Settings], str],
-    console_settings: Settings,
-    new_context: NewContext,
-    token_for: Tokens,
+    signed_in: SignedIn,
     insert_result: Callable[..., int],
     sessions: sessionmaker[Session],
 ) -> None:
     item = insert_result(score=0.9, text="nobody understands me")
     other = insert_result(score=0.8, text="everything is grey")
-    base = serve(console_settings)
-    alice = await (await new_context()).new_page()
-    bob = await (await new_context()).new_page()
-    await sign_in_with_keyboard(alice, base, _secret(token_for(Role.MODERATOR, name="alice")))
-    await sign_in_with_keyboard(bob, base, _secret(token_for(Role.MODERATOR, name="bob")))
+    base, alice = await signed_in(Role.MODERATOR, "alice")
+    _, bob = await signed_in(Role.MODERATOR, "bob")
 
     await alice.goto(f"{base}/console/items/{item}")
     await expect(alice.locator("#text")).to_have_text("nobody understands me")
@@ -177,17 +189,12 @@ async def test_a_claimed_item_cannot_be_opened_by_a_second_moderator(
 
 
 async def test_text_is_shown_as_text_never_as_html(
-    serve: Callable[[Settings], str],
-    console_settings: Settings,
-    new_context: NewContext,
-    token_for: Tokens,
+    signed_in: SignedIn,
     insert_result: Callable[..., int],
 ) -> None:
     hostile = '<script>window.pwned = 1</script><img src=x onerror="window.pwned=2"><b>bold</b>'
     item = insert_result(score=0.9, text=hostile)
-    base = serve(console_settings)
-    page = await (await new_context()).new_page()
-    await sign_in_with_keyboard(page, base, _secret(token_for(Role.MODERATOR)))
+    base, page = await signed_in(Role.MODERATOR)
     await expect(page.locator("table.queue")).to_contain_text("<script>window.pwned = 1</script>")
     await page.goto(f"{base}/console/items/{item}")
     await expect(page.locator("#text")).to_have_text(hostile)
@@ -196,17 +203,12 @@ async def test_text_is_shown_as_text_never_as_html(
 
 
 async def test_a_post_without_the_csrf_token_is_refused(
-    serve: Callable[[Settings], str],
-    console_settings: Settings,
-    new_context: NewContext,
-    token_for: Tokens,
+    signed_in: SignedIn,
     insert_result: Callable[..., int],
     sessions: sessionmaker[Session],
 ) -> None:
     item = insert_result(score=0.9)
-    base = serve(console_settings)
-    page = await (await new_context()).new_page()
-    await sign_in_with_keyboard(page, base, _secret(token_for(Role.MODERATOR)))
+    base, page = await signed_in(Role.MODERATOR)
     await page.goto(f"{base}/console/items/{item}")
     post = """async ([url, fields]) => (await fetch(url, {
         method: "POST", body: new URLSearchParams(fields), redirect: "manual"})).status"""
@@ -222,10 +224,7 @@ async def test_a_post_without_the_csrf_token_is_refused(
 
 
 async def test_an_analyst_gets_the_dashboard_with_small_cells_suppressed(
-    serve: Callable[[Settings], str],
-    console_settings: Settings,
-    new_context: NewContext,
-    token_for: Tokens,
+    signed_in: SignedIn,
     insert_result: Callable[..., int],
     sessions: sessionmaker[Session],
     artifacts: Path,
@@ -270,9 +269,7 @@ async def test_an_analyst_gets_the_dashboard_with_small_cells_suppressed(
             session.execute(
                 update(ResultRow).where(ResultRow.id == rid).values(review_status="decided")
             )
-    base = serve(console_settings)
-    page = await (await new_context()).new_page()
-    await sign_in_with_keyboard(page, base, _secret(token_for(Role.ANALYST)))
+    base, page = await signed_in(Role.ANALYST)
     await expect(page).to_have_url(f"{base}/dashboard")
 
     flags = page.locator("#flags-table")
