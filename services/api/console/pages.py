@@ -289,6 +289,10 @@ class QueueQuery(QueueFilter):
     published: bool | None = None
     empty: bool = False
 
+    def queue_filter(self) -> QueueFilter:
+        """The filter alone, without what the page carries after a decision."""
+        return QueueFilter.model_validate(self.model_dump(include=set(QueueFilter.model_fields)))
+
 
 def _filter_params(flt: QueueFilter) -> dict[str, str]:
     return {
@@ -313,7 +317,7 @@ def queue_page(
     sessions: SessionsDep,
     query: Annotated[QueueQuery, Query()],
 ) -> Response:
-    flt = QueueFilter.model_validate(query.model_dump(include=set(QueueFilter.model_fields)))
+    flt = query.queue_filter()
     now = utcnow()
     with sessions() as session:
         view = queue_view(session=session, flt=flt, moderator_id=viewer.principal.name, now=now)
@@ -343,7 +347,7 @@ def next_item(
     query: Annotated[QueueQuery, Query()],
 ) -> Response:
     """Claim the first free item in queue order and open it."""
-    flt = QueueFilter.model_validate(query.model_dump(include=set(QueueFilter.model_fields)))
+    flt = query.queue_filter()
     params = _filter_params(flt)
     carried = {
         k: str(v).lower() if isinstance(v, bool) else str(v)
@@ -399,7 +403,7 @@ def item_page(
     result_id: ResultIdPath,
     query: Annotated[QueueQuery, Query()],
 ) -> Response:
-    flt = QueueFilter.model_validate(query.model_dump(include=set(QueueFilter.model_fields)))
+    flt = query.queue_filter()
     try:
         expires_at = _claim(sessions, result_id, viewer, settings)
     except ClaimHeldError as exc:
