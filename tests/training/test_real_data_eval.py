@@ -227,6 +227,8 @@ def test_cli_calibrate_then_report_writes_the_card(  # type: ignore[no-untyped-d
     assert "## Cross-domain dev suite" in card and "## Leave one source out" in card
     assert "| tfidf | mixed | all |" in card and "| bundle (truncated) | all_zero |" in card
     assert "temperature scaling" in card
+    metadata = json.loads((prepared / "metadata.json").read_text())
+    assert read_manifest(bundle).training_data["source_audit"] == metadata["source_audit"]
     stored = read_manifest(bundle).metrics["dev_suite"]["models"]["bundle"]["rows"]
     done = CliRunner().invoke(
         cli, ["evaluate", "--model", str(bundle), "--suite", str(suite), "--json"]

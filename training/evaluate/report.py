@@ -56,13 +56,18 @@ def write_report(
         (out_dir / "loso.md").write_text(format_loso(rows) + "\n")
     slim_suite = {k: v for k, v in suite.items() if k != "plots"}
     slim_suite["suite"] = suite_dir.name
+    # The prepare stage's source audit, so the card can say how much the source gives away.
+    metadata = data_dir / "metadata.json"
+    audit = json.loads(metadata.read_text()).get("source_audit") if metadata.is_file() else None
+    training_data = {**manifest.training_data, **({"source_audit": audit} if audit else {})}
     updated = manifest.model_copy(
         update={
+            "training_data": training_data,
             "metrics": {
                 **manifest.metrics,
                 "dev_suite": slim_suite,
                 **({"loso": report["loso"]} if "loso" in report else {}),
-            }
+            },
         }
     )
     stored = write_manifest(bundle, updated)
