@@ -10,10 +10,31 @@ from pathlib import Path
 
 import pytest
 
-from depdetect.settings import REPO_ROOT
+from depdetect.settings import REPO_ROOT, Settings, StoreUnflagged
 from tests.service.harness import free_port
 
 POSTGRES_SH = REPO_ROOT / "deploy" / "postgres" / "postgres.sh"
+
+
+@pytest.fixture
+def service_settings(
+    make_settings: Callable[..., Settings], tiny_bundle: Path, tiny_threshold: float
+) -> Callable[..., Settings]:
+    """Settings for a running service: the tiny model at its threshold, and unflagged scores
+    stored so that every text leaves a row to count. Keyword groups override, as in
+    ``make_settings``; the database is ``url``, else the test's SQLite file."""
+
+    def factory(url: str | None = None, **groups: object) -> Settings:
+        values: dict[str, object] = {
+            "model": {"bundle_path": tiny_bundle, "threshold": tiny_threshold},
+            "storage": {"store_unflagged": StoreUnflagged.SCORE},
+        }
+        if url is not None:
+            values["database"] = {"url": url}
+        values.update(groups)
+        return make_settings(**values)
+
+    return factory
 
 
 @pytest.fixture

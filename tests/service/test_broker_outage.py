@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from services.kafka.admin import ensure_topics
 from tests.service.harness import ServiceProcess, wait_for
 from tests.support.ledger import Ledger, texts
@@ -19,17 +19,11 @@ pytestmark = pytest.mark.kafka
 
 async def test_broker_outage_with_flagged_traffic_in_flight(
     private_kafka: Callable[..., str],
-    make_settings: Callable[..., Settings],
-    tiny_bundle: Path,
-    tiny_threshold: float,
+    service_settings: Callable[..., Settings],
     sqlite_url: str,
     tmp_path: Path,
 ) -> None:
-    base = make_settings(
-        database={"url": sqlite_url},
-        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-    )
+    base = service_settings(sqlite_url)
     settings = base.model_copy(
         update={
             "kafka": base.kafka.model_copy(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from schemas.messages import SubmittedText
 from services.classifier.batch import CRASH_EXIT_CODE
 from services.kafka.admin import ensure_topics
@@ -49,18 +49,11 @@ def _mixed(n: int, poison_every: int) -> list[SubmittedText | tuple[bytes, bytes
 async def test_a_crash_after_each_step_loses_nothing(
     step: str,
     repeatable_reviews: int,
-    make_settings: Callable[..., Settings],
-    tiny_bundle: Path,
-    tiny_threshold: float,
+    service_settings: Callable[..., Settings],
     fresh_postgres_url: str,
     tmp_path: Path,
 ) -> None:
-    settings = make_settings(
-        database={"url": fresh_postgres_url},
-        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-        service={"crash_after": step},
-    )
+    settings = service_settings(fresh_postgres_url, service={"crash_after": step})
     settings.kafka.batch_max_records = BATCH
     await ensure_topics(settings.kafka)
     ledger = Ledger(settings)

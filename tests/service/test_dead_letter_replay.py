@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import create_engine, select, text
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from schemas.messages import DeadLetter, SubmittedText, decode
 from schemas.migrate import upgrade
 from schemas.tables import ResultRow
@@ -48,17 +48,11 @@ def _cli(settings: Settings, *args: str) -> str:
 
 
 async def test_replay_sends_fixable_dead_letters_back_and_they_are_processed(
-    make_settings: Callable[..., Settings],
-    tiny_bundle: Path,
-    tiny_threshold: float,
+    service_settings: Callable[..., Settings],
     sqlite_url: str,
     tmp_path: Path,
 ) -> None:
-    settings = make_settings(
-        database={"url": sqlite_url},
-        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-    )
+    settings = service_settings(sqlite_url)
     kafka = settings.kafka
     await ensure_topics(kafka)
     upgrade(sqlite_url)

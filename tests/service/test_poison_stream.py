@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import create_engine, select
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from schemas.messages import DeadLetter, decode
 from schemas.migrate import upgrade
 from schemas.tables import ResultRow
@@ -112,18 +112,11 @@ def _ids(url: str) -> list[str]:
 async def test_poison_of_every_kind_is_dead_lettered_and_the_stream_goes_on(
     db: str,
     request: pytest.FixtureRequest,
-    make_settings: Callable[..., Settings],
-    tiny_bundle: Path,
-    tiny_threshold: float,
+    service_settings: Callable[..., Settings],
     tmp_path: Path,
 ) -> None:
     url = request.getfixturevalue(f"{db}_url")
-    settings = make_settings(
-        database={"url": url},
-        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-        contract={"max_text_chars": MAX_CHARS},
-    )
+    settings = service_settings(url, contract={"max_text_chars": MAX_CHARS})
     settings.kafka.batch_max_records = 32
     assert settings.kafka.partitions == 3
     await ensure_topics(settings.kafka)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from faststream import TestApp
 from sqlalchemy import create_engine, select
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from schemas.errors import TransientError
 from schemas.messages import SubmittedText
 from schemas.tables import ResultRow
@@ -41,17 +40,11 @@ def _ids(url: str) -> list[str]:
 @pytest.mark.parametrize("error", [TransientError("injected"), RuntimeError("injected")])
 async def test_a_failed_multi_partition_batch_is_redelivered_on_every_partition(
     error: Exception,
-    make_settings: Callable[..., Settings],
-    tiny_bundle: Path,
-    tiny_threshold: float,
+    service_settings: Callable[..., Settings],
     sqlite_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = make_settings(
-        database={"url": sqlite_url},
-        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-    )
+    settings = service_settings(sqlite_url)
     settings.kafka.batch_max_records = 500
     settings.kafka.batch_max_wait_ms = 3000
     await ensure_topics(settings.kafka)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import NewTopic
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from schemas.errors import ConfigurationError
 from services.kafka.admin import MIN_ISR, admin_client, ensure_topics, verify_topics
 from tests.service.harness import ServiceProcess, wait_for
@@ -52,16 +52,10 @@ def whole_cluster(cluster: KafkaCluster) -> KafkaCluster:
 @pytest.fixture
 def cluster_settings(
     whole_cluster: KafkaCluster,
-    make_settings: Callable[..., Settings],
-    tiny_bundle: Path,
-    tiny_threshold: float,
+    service_settings: Callable[..., Settings],
     fresh_postgres_url: str,
 ) -> Settings:
-    settings = make_settings(
-        database={"url": fresh_postgres_url},
-        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-    )
+    settings = service_settings(fresh_postgres_url)
     settings.kafka.bootstrap_servers = whole_cluster.bootstrap
     settings.kafka.batch_max_records = 16
     return settings

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import create_engine, func, select
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from schemas.messages import SubmittedText
 from schemas.migrate import upgrade
 from schemas.tables import ResultRow
@@ -77,17 +77,13 @@ async def test_a_database_without_the_schema_stops_the_service_with_a_clear_erro
 
 
 async def test_a_stall_makes_health_not_ready_until_progress_resumes(
-    make_settings: Callable[..., Settings],
-    tiny_bundle: Path,
-    tiny_threshold: float,
+    service_settings: Callable[..., Settings],
     private_postgres: Callable[[str], None],
     private_postgres_url: str,
     tmp_path: Path,
 ) -> None:
-    settings = make_settings(
+    settings = service_settings(
         database={"url": private_postgres_url, "statement_timeout_s": 3},
-        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
-        storage={"store_unflagged": StoreUnflagged.SCORE},
         service={"stall_after_s": 4, "outbox_sweep_interval_s": 2, "retry_for_s": 2},
     )
     settings.kafka.batch_max_records = 8

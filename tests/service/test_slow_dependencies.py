@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from schemas.migrate import upgrade
 from schemas.tables import ResultRow
 from services.kafka.admin import ensure_topics
@@ -50,16 +50,10 @@ def writes_blocked(url: str) -> Iterator[None]:
 
 @pytest.fixture
 def slow_settings(
-    make_settings: Callable[..., Settings],
-    tiny_bundle: Path,
-    tiny_threshold: float,
+    service_settings: Callable[..., Settings],
     fresh_postgres_url: str,
 ) -> Settings:
-    settings = make_settings(
-        database={"url": fresh_postgres_url, "statement_timeout_s": 2.0},
-        model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-    )
+    settings = service_settings(database={"url": fresh_postgres_url, "statement_timeout_s": 2.0})
     settings.kafka.batch_max_records = 8
     upgrade(fresh_postgres_url)
     return settings

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import Settings
 from schemas.messages import DeadLetter, ReviewRequest, SubmittedText, decode
 from schemas.migrate import upgrade
 from schemas.tables import ResultRow
@@ -88,16 +88,9 @@ async def _publish_stream(
 
 
 @pytest.fixture
-def service_settings(
-    make_settings: Callable[..., Settings], tiny_bundle: Path, tiny_threshold: float
-) -> Callable[..., Settings]:
+def stream_settings(service_settings: Callable[..., Settings]) -> Callable[[str], Settings]:
     def factory(url: str) -> Settings:
-        return make_settings(
-            database={"url": url},
-            model={"bundle_path": tiny_bundle, "threshold": tiny_threshold},
-            storage={"store_unflagged": StoreUnflagged.SCORE},
-            contract={"max_text_chars": 300},
-        )
+        return service_settings(url, contract={"max_text_chars": 300})
 
     return factory
 
@@ -120,11 +113,11 @@ async def _assert_reviews_cover_flags(settings: Settings, url: str) -> list[Revi
 async def test_a_thousand_messages_with_five_percent_malformed(
     db: str,
     request: pytest.FixtureRequest,
-    service_settings: Callable[..., Settings],
+    stream_settings: Callable[[str], Settings],
     tmp_path: Path,
 ) -> None:
     url = request.getfixturevalue(f"{db}_url")
-    settings = service_settings(url)
+    settings = stream_settings(url)
     await ensure_topics(settings.kafka)
     valid, bad = await _publish_stream(settings, 1000, malformed_every=20)
     assert len(bad) == 50 and len(valid) == 950
@@ -169,12 +162,12 @@ async def test_a_thousand_messages_with_five_percent_malformed(
 
 
 async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
-    service_settings: Callable[..., Settings],
+    stream_settings: Callable[[str], Settings],
     fresh_postgres_url: str,
     tmp_path: Path,
 ) -> None:
     url = fresh_postgres_url
-    settings = service_settings(url)
+    settings = stream_settings(url)
     settings.kafka.batch_max_records = 16
     await ensure_topics(settings.kafka)
     ledger = Ledger(settings)
@@ -195,13 +188,13 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
 
 
 async def test_two_members_share_partitions_and_one_takes_over(
-    service_settings: Callable[..., Settings],
+    stream_settings: Callable[[str], Settings],
     fresh_postgres_url: str,
     unique: str,
     tmp_path: Path,
 ) -> None:
     url = fresh_postgres_url
-    settings = service_settings(url)
+    settings = stream_settings(url)
     settings.kafka.batch_max_records = 8
     await ensure_topics(settings.kafka, partitions=4)
     ledger = Ledger(settings)
@@ -229,12 +222,12 @@ async def test_two_members_share_partitions_and_one_takes_over(
 
 
 async def test_database_outage_pauses_and_recovers(
-    service_settings: Callable[..., Settings],
+    stream_settings: Callable[[str], Settings],
     private_postgres: Callable[[str], None],
     private_postgres_url: str,
     tmp_path: Path,
 ) -> None:
-    settings = service_settings(private_postgres_url)
+    settings = stream_settings(private_postgres_url)
     await ensure_topics(settings.kafka)
     upgrade(private_postgres_url)
     ledger = Ledger(settings)
@@ -260,9 +253,9 @@ async def test_database_outage_pauses_and_recovers(
 
 
 async def test_sigterm_exits_cleanly_with_json_logs(
-    service_settings: Callable[..., Settings], sqlite_url: str, tmp_path: Path
+    stream_settings: Callable[[str], Settings], sqlite_url: str, tmp_path: Path
 ) -> None:
-    settings = service_settings(sqlite_url)
+    settings = stream_settings(sqlite_url)
     settings.log_format = "json"
     await ensure_topics(settings.kafka)
     service = ServiceProcess(settings, tmp_path / "svc.log").start()
@@ -275,14 +268,14 @@ async def test_sigterm_exits_cleanly_with_json_logs(
 
 
 def test_a_broken_bundle_is_refused_at_start(
-    service_settings: Callable[..., Settings], sqlite_url: str, tmp_path: Path, tiny_bundle: Path
+    stream_settings: Callable[[str], Settings], sqlite_url: str, tmp_path: Path, tiny_bundle: Path
 ) -> None:
     import shutil
 
     broken = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, broken)
     (broken / "model.onnx").unlink()
-    settings = service_settings(sqlite_url)
+    settings = stream_settings(sqlite_url)
     settings.model.bundle_path = broken
     with pytest.raises(AssertionError, match=r"missing model\.onnx"):
         ServiceProcess(settings, tmp_path / "svc.log").start(ready_timeout=30)
