@@ -8,34 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from depdetect.settings import Settings, StoreUnflagged
+from depdetect.settings import StoreUnflagged
 from schemas.errors import TransientError
 from schemas.messages import DeadLetter, ReviewRequest, decode
-from schemas.migrate import upgrade
 from schemas.tables import ResultRow
 from services.classifier.batch import BatchProcessor
-from services.classifier.metrics import ServiceMetrics
-from services.classifier.retry import Retrier
 from services.inference.runner import Scored
-from services.storage.engine import make_engine
 from services.storage.results import ResultStore
-
-
-@dataclass
-class Record:
-    value: bytes | None
-    offset: int
-    topic: str = "in"
-    partition: int = 0
-    key: bytes | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
-    timestamp: int = 0
+from tests.service.fakes import Record, batch_processor
 
 
 class FakeRunner:
@@ -67,24 +52,9 @@ def _record(offset: int, text: str | None, **extra: Any) -> Record:
 
 @pytest.fixture
 def parts(sqlite_url: str) -> tuple[BatchProcessor, FakeBroker, ResultStore]:
-    upgrade(sqlite_url)
-    settings = Settings(
-        _env_file=None,
-        database={"url": sqlite_url},  # type: ignore[call-arg]
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-    )
-    store = ResultStore(make_engine(sqlite_url))
     broker = FakeBroker()
-    metrics = ServiceMetrics()
-    processor = BatchProcessor(
-        settings=settings,
-        runner=FakeRunner(),
-        store=store,  # type: ignore[arg-type]
-        publish=broker.publish,
-        retry=Retrier(asyncio.Event(), metrics, 0.05),
-        metrics=metrics,
-    )
-    return processor, broker, store
+    processor = batch_processor(sqlite_url, runner=FakeRunner(), publish=broker.publish)
+    return processor, broker, processor.store
 
 
 def _rows(store: ResultStore) -> list[ResultRow]:

@@ -19,8 +19,8 @@ from schemas.tables import ResultRow
 from services.classifier.dead_letters import REPLAYED_FROM
 from services.kafka.admin import ensure_topics
 from services.kafka.reading import end_offsets
+from tests.service.fakes import refuse_source
 from tests.service.harness import DEPDETECT, ServiceProcess, read_topic, wait_for
-from tests.service.test_failure_policy import _refuse_source
 
 pytestmark = [pytest.mark.kafka]
 
@@ -56,7 +56,7 @@ async def test_replay_sends_fixable_dead_letters_back_and_they_are_processed(
     kafka = settings.kafka
     await ensure_topics(kafka)
     upgrade(sqlite_url)
-    _refuse_source(sqlite_url, "blocked")  # a database rule, later lifted
+    refuse_source(sqlite_url, "blocked")  # a database rule, later lifted
 
     fixable = [
         SubmittedText(message_id=f"fix-{i}", text=f"text {i}", source="blocked") for i in range(5)

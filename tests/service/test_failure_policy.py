@@ -8,16 +8,14 @@ import asyncio
 import base64
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
-from sqlalchemy import create_engine, select, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from depdetect.settings import Settings, StoreUnflagged
 from schemas.errors import BundleError, ContractError, TransientError
 from schemas.messages import DeadLetter, decode
 from schemas.migrate import upgrade
@@ -36,19 +34,9 @@ from services.classifier.retry import Retrier
 from services.inference.runner import Scored
 from services.storage.engine import make_engine
 from services.storage.results import ResultStore
+from tests.service.fakes import Record, batch_processor, refuse_source
 
 SECRET = "my very private sentence"
-
-
-@dataclass
-class Record:
-    value: bytes | None
-    offset: int
-    topic: str = "in"
-    partition: int = 0
-    key: bytes | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
-    timestamp: int = 0
 
 
 class PickyRunner:
@@ -91,23 +79,10 @@ def _record(offset: int, text: str, partition: int = 0, **extra: Any) -> Record:
 
 @pytest.fixture
 def parts(database_url: str) -> tuple[BatchProcessor, FakeBroker, PickyRunner]:
-    upgrade(database_url)
-    settings = Settings(
-        _env_file=None,
-        database={"url": database_url},  # type: ignore[call-arg]
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-    )
-    store = ResultStore(make_engine(database_url))
     broker = FakeBroker()
     runner = PickyRunner()
-    metrics = ServiceMetrics()
-    processor = BatchProcessor(
-        settings=settings,
-        runner=runner,  # type: ignore[arg-type]
-        store=store,
-        publish=broker.publish,
-        retry=Retrier(asyncio.Event(), metrics, 0.05, attempt_timeout_s=10),
-        metrics=metrics,
+    processor = batch_processor(
+        database_url, runner=runner, publish=broker.publish, attempt_timeout_s=10
     )
     return processor, broker, runner
 
@@ -121,27 +96,6 @@ def _letters(processor: BatchProcessor, broker: FakeBroker) -> list[DeadLetter]:
     return [
         decode(DeadLetter, v) for v, _, _ in broker.on(processor.settings.kafka.dead_letter_topic)
     ]
-
-
-def _refuse_source(url: str, source: str) -> None:
-    """A database rule the contract does not know: rows from ``source`` are refused."""
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "ALTER TABLE classification_results ADD CONSTRAINT no_refused "
-                    f"CHECK (source <> '{source}')"
-                )
-            )
-        else:
-            conn.execute(
-                text(
-                    "CREATE TRIGGER no_refused BEFORE INSERT ON classification_results "
-                    f"WHEN NEW.source = '{source}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
-                )
-            )
-    engine.dispose()
 
 
 @pytest.mark.parametrize(
@@ -193,7 +147,7 @@ async def test_rows_the_database_refuses_are_isolated_and_dead_lettered(  # type
     parts, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     processor, broker, _ = parts
-    _refuse_source(database_url, "refused")
+    refuse_source(database_url, "refused")
     batch = [_record(i, f"so sad {SECRET} {i}") for i in range(9)]
     batch[3] = _record(3, f"so sad {SECRET}", source="refused")
     batch[7] = _record(7, "fine", source="refused")

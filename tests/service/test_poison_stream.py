@@ -23,8 +23,8 @@ from schemas.messages import DeadLetter, decode
 from schemas.migrate import upgrade
 from schemas.tables import ResultRow
 from services.kafka.admin import ensure_topics
+from tests.service.fakes import refuse_source
 from tests.service.harness import ServiceProcess, read_topic, wait_for
-from tests.service.test_failure_policy import _refuse_source
 from tests.service.texts import stream
 
 pytestmark = [pytest.mark.kafka]
@@ -121,7 +121,7 @@ async def test_poison_of_every_kind_is_dead_lettered_and_the_stream_goes_on(
     assert settings.kafka.partitions == 3
     await ensure_topics(settings.kafka)
     upgrade(url)
-    _refuse_source(url, REFUSED_SOURCE)
+    refuse_source(url, REFUSED_SOURCE)
 
     rng = random.Random(7)
     valid = [
