@@ -15,7 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import ColumnElement, create_engine, select
+
 from depdetect.settings import Settings
+from schemas.tables import ResultRow
 from services.classifier.metrics import scrape_totals
 from services.kafka.reading import read_topic as read_records
 
@@ -95,6 +98,17 @@ class ServiceProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
+
+
+def stored_ids(url: str, *where: ColumnElement[bool]) -> list[str]:
+    """The message ids of the stored results (matching ``where``), repeats included; read
+    through an engine of the test's own."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(select(ResultRow.message_id).where(*where)).scalars())
+    finally:
+        engine.dispose()
 
 
 async def read_topic(

@@ -10,28 +10,18 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, text
 
 from depdetect.settings import Settings
 from schemas.messages import DeadLetter, SubmittedText, decode
 from schemas.migrate import upgrade
-from schemas.tables import ResultRow
 from services.classifier.dead_letters import REPLAYED_FROM
 from services.kafka.admin import ensure_topics
 from services.kafka.reading import end_offsets
 from tests.service.fakes import refuse_source
-from tests.service.harness import DEPDETECT, ServiceProcess, read_topic, wait_for
+from tests.service.harness import DEPDETECT, ServiceProcess, read_topic, stored_ids, wait_for
 
 pytestmark = [pytest.mark.kafka]
-
-
-def _ids(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return set(conn.execute(select(ResultRow.message_id)).scalars())
-    finally:
-        engine.dispose()
 
 
 def _cli(settings: Settings, *args: str) -> str:
@@ -79,7 +69,7 @@ async def test_replay_sends_fixable_dead_letters_back_and_they_are_processed(
     finally:
         assert service.terminate() == 0, service.log()
     assert len(dead) == 6
-    assert _ids(sqlite_url) == {m.message_id for m in ok}
+    assert set(stored_ids(sqlite_url)) == {m.message_id for m in ok}
 
     before = await end_offsets(kafka.bootstrap_servers, kafka.input_topics[0])
     out = _cli(settings, "--reason", "DATABASE REFUSED")
@@ -106,10 +96,12 @@ async def test_replay_sends_fixable_dead_letters_back_and_they_are_processed(
 
     service = ServiceProcess(settings, tmp_path / "second.log").start()
     try:
-        await wait_for(lambda: _ids(sqlite_url) >= set(originals), timeout=60, what="replayed rows")
+        await wait_for(
+            lambda: set(stored_ids(sqlite_url)) >= set(originals), timeout=60, what="replayed rows"
+        )
     finally:
         assert service.terminate() == 0, service.log()
-    assert _ids(sqlite_url) == set(originals) | {m.message_id for m in ok}
+    assert set(stored_ids(sqlite_url)) == set(originals) | {m.message_id for m in ok}
     letters = [
         decode(DeadLetter, v)
         for _, v, _ in await read_topic(kafka.bootstrap_servers, kafka.dead_letter_topic)

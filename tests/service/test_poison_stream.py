@@ -16,15 +16,13 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import create_engine, select
 
 from depdetect.settings import Settings
 from schemas.messages import DeadLetter, decode
 from schemas.migrate import upgrade
-from schemas.tables import ResultRow
 from services.kafka.admin import ensure_topics
 from tests.service.fakes import refuse_source
-from tests.service.harness import ServiceProcess, read_topic, wait_for
+from tests.service.harness import ServiceProcess, read_topic, stored_ids, wait_for
 from tests.service.texts import stream
 
 pytestmark = [pytest.mark.kafka]
@@ -99,15 +97,6 @@ def valid_edge_records() -> list[tuple[str, bytes]]:
     ]
 
 
-def _ids(url: str) -> list[str]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(select(ResultRow.message_id)).scalars())
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.parametrize("db", ["sqlite", "fresh_postgres"])
 async def test_poison_of_every_kind_is_dead_lettered_and_the_stream_goes_on(
     db: str,
@@ -153,7 +142,7 @@ async def test_poison_of_every_kind_is_dead_lettered_and_the_stream_goes_on(
     service = ServiceProcess(settings, tmp_path / "service.log").start()
     try:
         await wait_for(
-            lambda: len(_ids(url)) >= len(valid_ids), timeout=120, what="every valid record"
+            lambda: len(stored_ids(url)) >= len(valid_ids), timeout=120, what="every valid record"
         )
         dead = await read_topic(
             settings.kafka.bootstrap_servers,
@@ -167,7 +156,7 @@ async def test_poison_of_every_kind_is_dead_lettered_and_the_stream_goes_on(
     finally:
         assert service.terminate() == 0, service.log()
 
-    assert sorted(_ids(url)) == valid_ids, "exactly one row per valid record, none for poison"
+    assert sorted(stored_ids(url)) == valid_ids, "exactly one row per valid record, none for poison"
     letters = {(d.source_partition, d.source_offset): (d, h) for d, h in _decoded(dead)}
     assert len(dead) == len(letters) == len(expected_reason), "one dead letter per poison"
     for where, fragment in expected_reason.items():

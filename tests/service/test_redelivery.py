@@ -14,27 +14,16 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from faststream import TestApp
-from sqlalchemy import create_engine, select
 
 from depdetect.settings import Settings
 from schemas.errors import TransientError
 from schemas.messages import SubmittedText
-from schemas.tables import ResultRow
 from services.classifier.app import create_app
 from services.classifier.batch import BatchOutcome, BatchProcessor
 from services.kafka.admin import ensure_topics
-from tests.service.harness import wait_for
+from tests.service.harness import stored_ids, wait_for
 
 pytestmark = [pytest.mark.kafka]
-
-
-def _ids(url: str) -> list[str]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(select(ResultRow.message_id)).scalars())
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize("error", [TransientError("injected"), RuntimeError("injected")])
@@ -72,11 +61,13 @@ async def test_a_failed_multi_partition_batch_is_redelivered_on_every_partition(
 
     monkeypatch.setattr(BatchProcessor, "process", first_batch_fails)
     async with TestApp(create_app(settings)):
-        await wait_for(lambda: len(_ids(sqlite_url)) >= len(sent), timeout=90, what="all rows")
+        await wait_for(
+            lambda: len(stored_ids(sqlite_url)) >= len(sent), timeout=90, what="all rows"
+        )
         await asyncio.sleep(1)
 
     failed = batches[0]
     assert len({p for p, _ in failed}) >= 2, f"the failed batch spans partitions: {failed}"
     again = set().union(*batches[1:])
     assert failed <= again, f"not redelivered: {sorted(failed - again)}"
-    assert sorted(_ids(sqlite_url)) == sorted(sent), "every record exactly once"
+    assert sorted(stored_ids(sqlite_url)) == sorted(sent), "every record exactly once"

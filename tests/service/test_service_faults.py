@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine
 
 from depdetect.settings import Settings
 from schemas.messages import SubmittedText
@@ -16,7 +16,7 @@ from schemas.migrate import upgrade
 from schemas.tables import ResultRow
 from services.classifier.failure_policy import FATAL_EXIT_CODE
 from services.kafka.admin import ensure_topics
-from tests.service.harness import ServiceProcess, wait_for
+from tests.service.harness import ServiceProcess, stored_ids, wait_for
 
 pytestmark = [pytest.mark.kafka]
 
@@ -40,12 +40,7 @@ async def _publish(settings: Settings, n: int, prefix: str) -> list[str]:
 
 
 def _count(url: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(ResultRow)).scalar_one())
-    finally:
-        engine.dispose()
+    return len(stored_ids(url))
 
 
 def _progress(service: ServiceProcess) -> object:

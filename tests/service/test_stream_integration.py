@@ -8,44 +8,35 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
 
 from depdetect.settings import Settings
 from schemas.messages import DeadLetter, ReviewRequest, SubmittedText, decode
 from schemas.migrate import upgrade
 from schemas.tables import ResultRow
 from services.kafka.admin import ensure_topics
-from tests.service.harness import ServiceProcess, malformed_payloads, read_topic, wait_for
+from tests.service.harness import (
+    ServiceProcess,
+    malformed_payloads,
+    read_topic,
+    stored_ids,
+    wait_for,
+)
 from tests.service.texts import stream
 from tests.support.ledger import Ledger, texts
 
 pytestmark = [pytest.mark.kafka]
 
 
-def _scalars(url: str, statement: Any) -> list[Any]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(statement).scalars())
-    finally:
-        engine.dispose()
-
-
-def _ids(url: str, *where: Any) -> list[str]:
-    return _scalars(url, select(ResultRow.message_id).where(*where))
-
-
 def _counts(url: str) -> tuple[int, int, int]:
     """(rows, distinct message ids, flagged rows)."""
-    ids = _ids(url)
-    return len(ids), len(set(ids)), len(_ids(url, ResultRow.flagged))
+    ids = stored_ids(url)
+    return len(ids), len(set(ids)), len(stored_ids(url, ResultRow.flagged))
 
 
 def _flagged_ids(url: str) -> set[str]:
-    return set(_ids(url, ResultRow.flagged))
+    return set(stored_ids(url, ResultRow.flagged))
 
 
 async def _publish_stream(
