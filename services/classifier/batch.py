@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiokafka.errors import MessageSizeTooLargeError
 
@@ -55,6 +55,8 @@ Retry = Callable[..., Awaitable[Any]]
 #: Exit status of a test-only crash point (``ServiceSettings.crash_after``).
 CRASH_EXIT_CODE = 86
 CrashStep = Literal["dead_letters", "rows", "reviews", "outbox"]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -209,27 +211,54 @@ class BatchProcessor:
     async def _score_isolating(
         self, items: list[Accepted]
     ) -> tuple[list[tuple[Accepted, float, str | None]], list[Rejected]]:
-        """Scores (and languages) for ``items``; a failure is bisected down to the records
-        that cause it, which come back as dead letters."""
-        if not items:
-            return [], []
-        started = time.perf_counter()
-        try:
+        """Scores (and languages) for ``items``; records the model cannot score come back
+        as dead letters."""
+
+        async def score(part: list[Accepted]) -> list[tuple[Accepted, float, str | None]]:
+            started = time.perf_counter()
             # onnxruntime releases the GIL: a thread keeps the event loop (heartbeats) alive.
-            scored = await asyncio.to_thread(self._score, [a.message for a in items])
-        except Exception as exc:
-            if classify(exc) in (Fault.TRANSIENT, Fault.FATAL):
-                raise
-            if len(items) == 1:
-                self.metrics.isolated.labels("model").inc()
-                reason = f"the model could not score this text: {describe(exc)}"
-                return [], [dead_letter(items[0].record, reason, error_type(exc))]
-            mid = len(items) // 2
-            left_ok, left_bad = await self._score_isolating(items[:mid])
-            right_ok, right_bad = await self._score_isolating(items[mid:])
-            return left_ok + right_ok, left_bad + right_bad
-        self.metrics.inference_seconds.observe(time.perf_counter() - started)
-        return [(item, s, lang) for item, (s, lang) in zip(items, scored, strict=True)], []
+            scored = await asyncio.to_thread(self._score, [a.message for a in part])
+            self.metrics.inference_seconds.observe(time.perf_counter() - started)
+            return [(item, s, lang) for item, (s, lang) in zip(part, scored, strict=True)]
+
+        return await self._isolating(
+            items,
+            score,
+            record=lambda item: item.record,
+            stage="model",
+            refusal="the model could not score this text",
+        )
+
+    async def _isolating(
+        self,
+        items: list[T],
+        attempt: Callable[[list[T]], Awaitable[list[R]]],
+        *,
+        record: Callable[[T], Any],
+        stage: str,
+        refusal: str,
+    ) -> tuple[list[R], list[Rejected]]:
+        """``attempt`` on ``items``; a failure that is neither transient nor fatal is bisected
+        down to the items that cause it, which come back as dead letters saying ``refusal``."""
+
+        async def bisect(part: list[T]) -> tuple[list[R], list[Rejected]]:
+            if not part:
+                return [], []
+            try:
+                return await attempt(part), []
+            except Exception as exc:
+                if classify(exc) in (Fault.TRANSIENT, Fault.FATAL):
+                    raise
+                if len(part) == 1:
+                    self.metrics.isolated.labels(stage).inc()
+                    reason = f"{refusal}: {describe(exc)}"
+                    return [], [dead_letter(record(part[0]), reason, error_type(exc))]
+                mid = len(part) // 2
+                left_ok, left_bad = await bisect(part[:mid])
+                right_ok, right_bad = await bisect(part[mid:])
+                return left_ok + right_ok, left_bad + right_bad
+
+        return await bisect(items)
 
     def _score(self, messages: list[Any]) -> list[tuple[float, str | None]]:
         results = self.runner.score([m.text for m in messages])
@@ -289,26 +318,22 @@ class BatchProcessor:
     async def _write_isolating(
         self, rows: list[tuple[Accepted, dict[str, Any]]]
     ) -> tuple[list[PendingReview], list[Rejected]]:
-        """Write rows; rows the database refuses (a value, a constraint) are bisected out
-        and dead-lettered. Each part is its own transaction; replays are idempotent."""
-        if not rows:
-            return [], []
-        try:
+        """Write rows; rows the database refuses (a value, a constraint) come back as dead
+        letters. Each bisected part is its own transaction; replays are idempotent."""
+
+        async def write(part: list[tuple[Accepted, dict[str, Any]]]) -> list[PendingReview]:
             pending: list[PendingReview] = await self.retry(
-                self.store.save_batch, [row for _, row in rows]
+                self.store.save_batch, [row for _, row in part]
             )
-            return pending, []
-        except Exception as exc:
-            if classify(exc) in (Fault.TRANSIENT, Fault.FATAL):
-                raise
-            if len(rows) == 1:
-                self.metrics.isolated.labels("database").inc()
-                reason = f"the database refused the result row: {describe(exc)}"
-                return [], [dead_letter(rows[0][0].record, reason, error_type(exc))]
-            mid = len(rows) // 2
-            left_ok, left_bad = await self._write_isolating(rows[:mid])
-            right_ok, right_bad = await self._write_isolating(rows[mid:])
-            return left_ok + right_ok, left_bad + right_bad
+            return pending
+
+        return await self._isolating(
+            rows,
+            write,
+            record=lambda row: row[0].record,
+            stage="database",
+            refusal="the database refused the result row",
+        )
 
     def review_event(self, row: PendingReview) -> ReviewRequest:
         return ReviewRequest(
