@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -162,8 +163,13 @@ class ModelRunner:
         micro_batch_size: int = 32,
         intra_op_threads: int = 2,
         inter_op_threads: int = 1,
+        chunking: ChunkingSettings | Literal["manifest"] | None = "manifest",
+        calibration: Calibration | Literal["manifest"] | None = "manifest",
     ) -> ModelRunner:
-        """Validate a bundle (refused with ``BundleError``) and load it."""
+        """Validate a bundle (refused with ``BundleError``) and load it.
+
+        ``chunking`` and ``calibration`` default to the manifest's; training tools override
+        them (None: truncate / raw scores) to measure or fit what the bundle ships."""
         directory = Path(directory)
         manifest = read_manifest(directory)
         return cls(
@@ -177,8 +183,8 @@ class ModelRunner:
             intra_op_threads=intra_op_threads,
             inter_op_threads=inter_op_threads,
             manifest=manifest,
-            chunking=manifest.chunking,
-            calibration=manifest.calibration,
+            chunking=manifest.chunking if chunking == "manifest" else chunking,
+            calibration=manifest.calibration if calibration == "manifest" else calibration,
         )
 
     @property

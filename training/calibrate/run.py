@@ -19,8 +19,6 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from schemas.bundle import (
-    MODEL_FILE,
-    TOKENIZER_FILE,
     BundleManifest,
     Calibration,
     ChunkingSettings,
@@ -94,15 +92,9 @@ def calibrate_bundle(
         if target_precision is not None
         else manifest.metrics.get("target_precision", 0.95)
     )
-    runner = ModelRunner(
-        bundle_dir / MODEL_FILE,
-        bundle_dir / TOKENIZER_FILE,
-        normalization=manifest.normalization,
-        max_length=manifest.max_sequence_length,
-        positive_index=manifest.positive_index,
-        output_name=manifest.output_name,
-        intra_op_threads=threads,
-        chunking=chunking,
+    # Raw (uncalibrated) scores with the chunking that will ship: what calibration fits.
+    runner = ModelRunner.from_bundle(
+        bundle_dir, intra_op_threads=threads, chunking=chunking, calibration=None
     )
     validation = read_split(data_dir, "validation")
     labels = validation["label"].to_numpy(dtype=int)

@@ -167,19 +167,7 @@ def write_json(result: dict[str, Any], path: Path) -> None:
 
 def truncated_scorer(bundle: Path, threads: int = 2, batch_size: int = 32) -> Scorer:
     """The same bundle with chunking off (texts truncated): what chunking buys."""
-    from schemas.bundle import MODEL_FILE, TOKENIZER_FILE, read_manifest
-
-    manifest = read_manifest(bundle)
-    runner = ModelRunner(
-        bundle / MODEL_FILE,
-        bundle / TOKENIZER_FILE,
-        normalization=manifest.normalization,
-        max_length=manifest.max_sequence_length,
-        positive_index=manifest.positive_index,
-        output_name=manifest.output_name,
-        intra_op_threads=threads,
-        calibration=manifest.calibration,
-    )
+    runner = ModelRunner.from_bundle(bundle, intra_op_threads=threads, chunking=None)
     return lambda texts: runner.predict_proba(texts, batch_size)
 
 
