@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from depdetect.cli.common import fail, state_settings
+from depdetect.cli.common import command_group, fail, state_settings
 
-app = typer.Typer(help="The results API for moderators and analysts.", no_args_is_help=True)
+app = command_group(help="The results API for moderators and analysts.")
 
 
 @app.command()

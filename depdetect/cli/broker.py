@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 
-from depdetect.cli.common import fail, run_deploy_script, state_settings
+from depdetect.cli.common import command_group, fail, run_deploy_script, state_settings
 from schemas.errors import TransientError
 
-app = typer.Typer(
-    help="Run a local Kafka broker and create the project's topics.", no_args_is_help=True
-)
+app = command_group(help="Run a local Kafka broker and create the project's topics.")
 
 KAFKA = "kafka/kafka.sh"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from depdetect.cli.common import run_deploy_script, state_settings
+from depdetect.cli.common import command_group, run_deploy_script, state_settings
 
-app = typer.Typer(help="Database schema and a local PostgreSQL.", no_args_is_help=True)
+app = command_group(help="Database schema and a local PostgreSQL.")
 
 POSTGRES = "postgres/postgres.sh"
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from depdetect.cli.common import state_settings
+from depdetect.cli.common import command_group, state_settings
 
-app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead-lettered records.")
+app = command_group(help="Inspect and replay dead-lettered records.")
 
 ReasonOpt = Annotated[
     str | None, typer.Option(help="Only letters whose reason contains this (case-insensitive)")

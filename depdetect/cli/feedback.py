@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from depdetect.cli.common import fail, state_settings
+from depdetect.cli.common import command_group, fail, state_settings
 from schemas.messages import describe_validation_error
 
-app = typer.Typer(help="Feed moderators' decisions back into training.", no_args_is_help=True)
+app = command_group(help="Feed moderators' decisions back into training.")
 
 
 @app.command()

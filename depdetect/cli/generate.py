@@ -14,13 +14,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from depdetect.cli.common import fail, state_settings
+from depdetect.cli.common import command_group, fail, state_settings
 from depdetect.settings import Settings
 from schemas.errors import DepdetectError
 
-app = typer.Typer(
+app = command_group(
     help="Generate labelled training texts with Claude (Message Batches API).",
-    no_args_is_help=True,
 )
 
 RunDir = Annotated[

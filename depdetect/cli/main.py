@@ -24,17 +24,15 @@ from depdetect.cli import (
     train,
 )
 from depdetect.cli import generate as generate_cli
-from depdetect.cli.common import state_settings
+from depdetect.cli.common import command_group, state_settings
 from depdetect.logs import configure_logging
 from depdetect.settings import load_settings
 
-app = typer.Typer(
+app = command_group(
     name="depdetect",
     help="Screen text streams for depression indicators, with a person reviewing every flag. "
     "A support tool, never a diagnosis.",
-    no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    rich_markup_mode=None,
 )
 
 

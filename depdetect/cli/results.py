@@ -16,16 +16,14 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from depdetect.cli.common import fail, state_settings
+from depdetect.cli.common import command_group, fail, state_settings
 from depdetect.settings import Settings, StoreUnflagged
 from schemas.errors import DepdetectError, TransientError
 from schemas.messages import Decision, describe_validation_error, utcnow
 
 M = TypeVar("M", bound=BaseModel)
 
-app = typer.Typer(
-    help="List, inspect and decide on results; figures; retention.", no_args_is_help=True
-)
+app = command_group(help="List, inspect and decide on results; figures; retention.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the API's response body).")]
 SinceOpt = Annotated[str | None, typer.Option(help="Classified at or after (ISO 8601, UTC).")]
@@ -203,9 +201,7 @@ def stats(
             has_denominator=settings.storage.store_unflagged is not StoreUnflagged.NOTHING,
             min_cell_size=1,
         )
-        outcomes = outcomes_public(
-            decision_outcomes(session=session, scope=scope), min_cell_size=1
-        )
+        outcomes = outcomes_public(decision_outcomes(session=session, scope=scope), min_cell_size=1)
     if as_json:
         typer.echo(
             json.dumps(

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Message contracts as JSON Schema.", no_args_is_help=True)
+from depdetect.cli.common import command_group
+
+app = command_group(help="Message contracts as JSON Schema.")
 
 
 @app.command()

@@ -9,9 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from depdetect.cli.common import fail, state_settings
+from depdetect.cli.common import command_group, fail, state_settings
 
-app = typer.Typer(help="Create, list and revoke results-API tokens.", no_args_is_help=True)
+app = command_group(help="Create, list and revoke results-API tokens.")
 
 
 def _roles() -> str:

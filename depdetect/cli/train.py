@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from depdetect.cli.common import fail, state_settings
+from depdetect.cli.common import command_group, fail, state_settings
 from schemas.errors import DepdetectError
 
 if TYPE_CHECKING:
@@ -20,9 +20,7 @@ if TYPE_CHECKING:
     from training.config import FinetuneConfig
     from training.prepare.tables import InputSpec
 
-app = typer.Typer(
-    help="Build a model bundle: prepare data, fine-tune, export, quantize.", no_args_is_help=True
-)
+app = command_group(help="Build a model bundle: prepare data, fine-tune, export, quantize.")
 
 Inputs = Annotated[
     list[str] | None,
