@@ -73,8 +73,8 @@ class ResultStore:
     def save_batch(self, rows: Sequence[dict[str, Any]]) -> list[PendingReview]:
         """Insert rows (existing message ids are left alone) in one transaction.
 
-        Returns the flagged rows among ``rows`` whose review is still unpublished,
-        including ones written by an earlier, interrupted attempt.
+        Returns the rows of these message ids that are stored as flagged and whose review
+        is still unpublished, including ones written by an earlier, interrupted attempt.
         """
         if not rows:
             return []
@@ -83,12 +83,13 @@ class ResultStore:
         with database_errors(), Session(self.engine) as session, session.begin():
             stmt = self._insert(ResultRow).values(list(rows))
             session.execute(stmt.on_conflict_do_nothing(index_elements=["message_id"]))
-            flagged_ids = [r["message_id"] for r in rows if r["flagged"]]
-            if not flagged_ids:
-                return []
+            # The stored row is the truth, not this attempt's score: a replayed record can
+            # score a hair differently (int8 rounding depends on the batch's padding), so
+            # a text near the threshold may be flagged by one attempt and not the other.
             found = session.execute(
                 select(*_PENDING_COLUMNS)
-                .where(ResultRow.message_id.in_(flagged_ids))
+                .where(ResultRow.message_id.in_([r["message_id"] for r in rows]))
+                .where(ResultRow.flagged.is_(True))
                 .where(ResultRow.review_published_at.is_(None))
                 .order_by(ResultRow.id)
             ).all()

@@ -7,6 +7,7 @@ broker confirmed, and a replay after any failure yields no second row."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -162,3 +163,37 @@ async def test_duplicate_message_ids_in_one_batch_make_one_row(parts) -> None:  
     engine = create_engine(str(store.engine.url))
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ResultRow)).scalar_one() == 1
+
+
+class WobblyRunner(FakeRunner):
+    """Scores one text on either side of the threshold from one attempt to the next, as
+    int8 rounding under a different batch padding can for a text near the threshold."""
+
+    def __init__(self, *scores: float) -> None:
+        self.scores = list(scores)
+
+    def score(self, texts: list[str]) -> list[Scored]:
+        value = self.scores.pop(0)
+        return [Scored(value, 3) for _ in texts]
+
+
+@pytest.mark.parametrize(("first", "replay", "reviews"), [(0.49, 0.51, 0), (0.51, 0.49, 1)])
+async def test_a_replay_follows_the_stored_row_not_its_own_score(
+    sqlite_url: str, first: float, replay: float, reviews: int
+) -> None:
+    broker = FakeBroker()
+    processor = batch_processor(
+        sqlite_url, runner=WobblyRunner(first, replay), publish=broker.publish
+    )
+    # The first attempt stores its row, then dies before its offset is committed (when
+    # it flagged, on the review event): the record is delivered again.
+    broker.fail_topic = processor.settings.kafka.review_topic
+    with contextlib.suppress(ConnectionError):
+        await processor.process([_record(0, "near the line")])
+    broker.fail_topic = None
+    await processor.process([_record(0, "near the line")])  # the redelivery
+    (row,) = _rows(processor.store)
+    assert row.flagged is (first >= 0.5)
+    sent = [v for topic, v, _ in broker.sent if topic == processor.settings.kafka.review_topic]
+    # A review event exactly when the stored row is a flag, whatever the replay scored.
+    assert len(sent) == reviews
