@@ -278,14 +278,10 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def build_tiny_bundle(out: Path) -> Path:
+    """`depdetect train tiny` in its own process: the soak's service never imports torch."""
+    depdetect = str(Path(sys.executable).parent / "depdetect")
     subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; from training.pipeline import build_tiny_bundle;"
-            "build_tiny_bundle(Path(sys.argv[1]))",
-            str(out),
-        ],
+        [depdetect, "train", "tiny", str(out)],
         check=True,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
