@@ -61,11 +61,12 @@ NACK_PAUSE_MAX_S = 30.0
 class ServiceState:
     """What the lifespan builds and the handler uses (no import-time singletons)."""
 
+    #: Both built from the service settings (stall time, attempts per record).
+    progress: Progress
+    attempts: Attempts
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     processor: BatchProcessor | None = None
-    progress: Progress = field(default_factory=Progress)
-    attempts: Attempts = field(default_factory=lambda: Attempts(5))
     consecutive_failures: int = 0
     #: Set when a fatal error stops the service; the process then exits with 70.
     fatal: str | None = None
