@@ -127,6 +127,10 @@ async def new_context(browser: Browser) -> AsyncIterator[Callable[[], Awaitable[
 async def sign_in_with_keyboard(page: Page, base_url: str, token: str) -> None:
     """Open the sign-in page, type the token and press Enter: no mouse."""
     await page.goto(f"{base_url}/console")
-    await page.keyboard.type(token)  # the token field has autofocus
+    # The field has autofocus, but Chromium applies it at a rendering step that can come
+    # after `goto` returns on a loaded machine: keys typed before then are lost (CI saw a
+    # truncated token). Waiting for the focus also checks that autofocus is there.
+    await expect(page.get_by_label("API token")).to_be_focused()
+    await page.keyboard.type(token)
     async with page.expect_navigation():
         await page.keyboard.press("Enter")

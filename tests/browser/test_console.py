@@ -58,6 +58,14 @@ def _item_url(base: str, result_id: int) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(base)}/console/items/{result_id}(\?.*)?$")
 
 
+async def _arrived(page: Page, url: str | re.Pattern[str]) -> None:
+    """Wait until ``page`` shows ``url`` and its keyboard shortcuts listen: the URL changes
+    when the navigation commits, before the deferred console.js has run, and keys pressed
+    in between are lost on a loaded machine."""
+    await expect(page).to_have_url(url)
+    await page.wait_for_load_state("domcontentloaded")
+
+
 def _decisions(sessions: sessionmaker[Session]) -> list[tuple[int, str, str, str | None, int]]:
     with sessions() as session:
         return [
@@ -84,7 +92,7 @@ async def test_three_items_with_the_keyboard_alone(
     long_text = "I have been tired for weeks. " * 20
     insert_result(score=0.6, language="en", text=long_text)  # stays pending
     base, page = await signed_in(Role.MODERATOR, "alice")
-    await expect(page).to_have_url(f"{base}/console/queue")
+    await _arrived(page, f"{base}/console/queue")
     await expect(page.locator("#summary")).to_contain_text("4 waiting")
     # Highest score first; the long text's preview says how much it leaves out.
     first_cells = page.locator("table.queue tbody tr td:first-child")
@@ -93,7 +101,7 @@ async def test_three_items_with_the_keyboard_alone(
     await page.screenshot(path=artifacts / "console-queue.png", full_page=True)
 
     await page.keyboard.press("s")  # start reviewing: the highest score is claimed and opened
-    await expect(page).to_have_url(_item_url(base, high))
+    await _arrived(page, _item_url(base, high))
     await expect(page.locator("#text")).to_have_text("I feel like a burden to everyone around me.")
     await expect(page.locator(".facts")).to_contain_text("threshold 0.500")
     await page.screenshot(path=artifacts / "console-item.png", full_page=True)
@@ -109,13 +117,14 @@ async def test_three_items_with_the_keyboard_alone(
     await page.keyboard.press("Escape")  # nothing happens: focus is not in a field
     await page.keyboard.press("1")  # indicators confirmed, then straight to the next one
 
-    await expect(page).to_have_url(_item_url(base, middle))
+    await _arrived(page, _item_url(base, middle))
     await page.keyboard.press("n")  # into the note field
+    await expect(page.get_by_label("Note (optional")).to_be_focused()
     await page.keyboard.type("talks of meaninglessness; no plan")
     await page.keyboard.press("Escape")
     await page.keyboard.press("2")
 
-    await expect(page).to_have_url(_item_url(base, low))
+    await _arrived(page, _item_url(base, low))
     await page.keyboard.press("3")  # urgent: its event is published before the next page
     await expect(page.locator(".notice").first).to_contain_text(
         "the urgent escalation event is published"
@@ -142,7 +151,7 @@ async def test_three_items_with_the_keyboard_alone(
     )
     # The urgent escalation stands out in the queue.
     await page.keyboard.press("q")
-    await expect(page).to_have_url(re.compile(rf"^{re.escape(base)}/console/queue"))
+    await _arrived(page, re.compile(rf"^{re.escape(base)}/console/queue"))
     urgent = page.locator("section.urgent")
     await expect(urgent).to_contain_text(f"URGENT result {low}")
     await expect(page.locator("#summary")).to_contain_text("1 waiting")
@@ -170,7 +179,7 @@ async def test_a_claimed_item_cannot_be_opened_by_a_second_moderator(
     await bob.goto(f"{base}/console/queue")
     await expect(bob.locator("tr.claimed")).to_contain_text("in review: alice")
     await bob.keyboard.press("s")
-    await expect(bob).to_have_url(_item_url(base, other))
+    await _arrived(bob, _item_url(base, other))
 
     # Alice's claim runs out: the item is back, and Bob may open it.
     with sessions.begin() as session:
@@ -270,7 +279,7 @@ async def test_an_analyst_gets_the_dashboard_with_small_cells_suppressed(
                 update(ResultRow).where(ResultRow.id == rid).values(review_status="decided")
             )
     base, page = await signed_in(Role.ANALYST)
-    await expect(page).to_have_url(f"{base}/dashboard")
+    await _arrived(page, f"{base}/dashboard")
 
     flags = page.locator("#flags-table")
     today = now.date().isoformat()
