@@ -1,14 +1,26 @@
-"""Benchmark: the bundle's raw throughput against the service's end-to-end throughput.
+"""Benchmark: the bundle's raw throughput against the service's, with 1 and 2 members.
 
-    .venv/bin/python benchmarks/bench_service.py --bundle PATH [--n 10000]
+    .venv/bin/python benchmarks/bench_service.py --bundle PATH [--n 3000] [--members 1,2] \
+        [--database-url postgresql://...]
 
-Needs a running broker (`depdetect broker start`). Prints, in one run on one machine:
-1. raw texts/s of the bundle at each batch size (no Kafka, no database);
-2. end-to-end texts/s of the service: publish N texts -> result rows written
-   (store_unflagged=score, so every text makes a row) and review events out;
-3. p50/p99 end-to-end latency at a steady rate of half the measured capacity;
-4. the ratio end-to-end / raw.
-A plot of the latency distribution is saved next to the printed figures.
+Needs a running broker (`depdetect broker start`); several members want PostgreSQL
+(SQLite has one writer). Prints, in one run on one machine:
+1. raw texts/s of the bundle at each batch size, on every core this process may use
+   (no Kafka, no database);
+2. for each member count (service processes in one consumer group on one topic of
+   ``--partitions`` partitions, the cores split between them):
+   - drain: N texts published first, then consumed with the broker otherwise idle
+     ("quiet"): texts/s from the first result row to the last;
+   - live: N texts published as fast as the producer goes while the service consumes,
+     so that broker, producer and service share the cores ("under load"): texts/s
+     from the first send to the last row;
+   - p50 / p99 publish -> result-row latency at a steady half of the live rate;
+   - where the batches' time went (model / write / publish, summed over the drain's
+     batches from the service's batch log; "batch" is their wall time, less than the
+     sum by what the stripes overlapped);
+3. the ratios drain / raw and live / raw.
+Every text makes a row (store_unflagged=score). A plot of the latency distributions is
+saved next to the printed figures.
 """
 
 from __future__ import annotations
@@ -16,13 +28,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import os
 import random
+import re
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
@@ -34,9 +48,13 @@ from depdetect.settings import KafkaSettings, Settings, StoreUnflagged, load_set
 from schemas.messages import SubmittedText  # noqa: E402
 from schemas.migrate import upgrade  # noqa: E402
 from schemas.tables import ResultRow  # noqa: E402
-from services.inference.runner import ModelRunner  # noqa: E402
+from services.inference.runner import ModelRunner, usable_cores  # noqa: E402
 from services.kafka.admin import ensure_topics  # noqa: E402
 from services.publisher.client import TextPublisher  # noqa: E402
+from tests.service.harness import ServiceProcess  # noqa: E402
+
+BATCH_LINE = re.compile(r"batch consumed=(\d+).*? model_ms=(\d+) write_ms=(\d+) publish_ms=(\d+)")
+BATCH_WALL = re.compile(r"batch_ms=(\d+)")
 
 
 def load_texts(path: Path, n: int, seed: int = 0) -> list[str]:
@@ -50,10 +68,10 @@ def load_texts(path: Path, n: int, seed: int = 0) -> list[str]:
 
 def raw_throughput(bundle: Path, texts: list[str], threads: int) -> dict[int, float]:
     out = {}
-    for batch in (1, 8, 16, 32, 64, 128):
+    for batch in (1, 8, 16, 32, 64):
         runner = ModelRunner.from_bundle(bundle, micro_batch_size=batch, intra_op_threads=threads)
         runner.warm_up()
-        sample = texts[: 400 if batch == 1 else 2000]
+        sample = texts[: 300 if batch == 1 else 1500]
         started = time.perf_counter()
         for i in range(0, len(sample), 512):
             runner.score(sample[i : i + 512])
@@ -62,31 +80,52 @@ def raw_throughput(bundle: Path, texts: list[str], threads: int) -> dict[int, fl
     return out
 
 
-def count_rows(url: str, prefix: str) -> int:
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        n = conn.execute(
-            select(func.count())
-            .select_from(ResultRow)
-            .where(ResultRow.message_id.like(f"{prefix}%"))
-        ).scalar_one()
-    engine.dispose()
-    return int(n)
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def latencies(url: str, prefix: str) -> list[float]:
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(ResultRow.submitted_at, ResultRow.classified_at).where(
-                ResultRow.message_id.like(f"{prefix}%")
-            )
-        ).all()
-    engine.dispose()
-    return [(c - s).total_seconds() for s, c in rows]
+@dataclass
+class Rows:
+    url: str
+
+    def __post_init__(self) -> None:
+        self.engine = create_engine(self.url)
+
+    def count(self, prefix: str) -> int:
+        with self.engine.connect() as conn:
+            query = select(func.count()).where(ResultRow.message_id.like(f"{prefix}%"))
+            return int(conn.execute(query).scalar_one())
+
+    def span(self, prefix: str) -> tuple[datetime, datetime]:
+        """First and last classified_at of the rows with ``prefix``."""
+        with self.engine.connect() as conn:
+            first, last = conn.execute(
+                select(func.min(ResultRow.classified_at), func.max(ResultRow.classified_at)).where(
+                    ResultRow.message_id.like(f"{prefix}%")
+                )
+            ).one()
+        return _utc(first), _utc(last)
+
+    def latencies(self, prefix: str) -> list[float]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ResultRow.submitted_at, ResultRow.classified_at).where(
+                    ResultRow.message_id.like(f"{prefix}%")
+                )
+            ).all()
+        return sorted((_utc(c) - _utc(s)).total_seconds() for s, c in rows)
+
+    def wait(self, prefix: str, n: int, timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while self.count(prefix) < n:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"timed out: {self.count(prefix)}/{n} rows for {prefix}")
+            time.sleep(0.2)
 
 
 async def publish(kafka: KafkaSettings, texts: list[str], prefix: str, rate: float | None) -> None:
+    """Publish ``texts`` as fast as the producer goes, or at a steady ``rate``; created_at
+    is stamped at the send, so classified_at - submitted_at is publish -> row latency."""
     async with TextPublisher(kafka) as pub:
         if rate is None:
             msgs = [SubmittedText(message_id=f"{prefix}{i}", text=t) for i, t in enumerate(texts)]
@@ -97,22 +136,129 @@ async def publish(kafka: KafkaSettings, texts: list[str], prefix: str, rate: flo
         start = time.perf_counter()
         for i, t in enumerate(texts):
             await asyncio.sleep(max(0.0, start + i * interval - time.perf_counter()))
-            # created_at is stamped now, so classified_at - created_at is end-to-end latency.
-            await pub._producer.send(
-                pub.topic,
-                SubmittedText(message_id=f"{prefix}{i}", text=t).model_dump_json().encode(),
-                key=f"{prefix}{i}".encode(),
-            )
-        await pub._producer.flush()
+            await pub.publish(SubmittedText(message_id=f"{prefix}{i}", text=t))
 
 
-def wait_rows(url: str, prefix: str, n: int, timeout: float) -> float:
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if count_rows(url, prefix) >= n:
-            return time.perf_counter()
-        time.sleep(0.2)
-    raise SystemExit(f"timed out: {count_rows(url, prefix)}/{n} rows")
+def breakdown(logs: list[Path], offsets: list[int]) -> str:
+    """Model / write / publish / batch ms summed over the batch lines written since
+    ``offsets`` (one per member's log)."""
+    totals = [0, 0, 0, 0, 0]
+    for log, offset in zip(logs, offsets, strict=True):
+        with log.open("rb") as fh:
+            fh.seek(offset)
+            for line in fh.read().decode("utf-8", "replace").splitlines():
+                if m := BATCH_LINE.search(line):
+                    found = BATCH_WALL.search(line)
+                    values = [int(g) for g in m.groups()] + [int(found.group(1)) if found else 0]
+                    totals = [a + b for a, b in zip(totals, values, strict=True)]
+    texts, model, write, pub, wall = totals
+    if not texts:
+        return "no batch lines"
+    return (
+        f"{texts} texts: model {model / 1000:.1f} s, write {write / 1000:.1f} s, "
+        f"publish {pub / 1000:.1f} s, batches' wall time {wall / 1000:.1f} s "
+        f"({(model + write + pub - wall) / 1000:.1f} s overlapped)"
+    )
+
+
+@dataclass
+class MemberFigures:
+    members: int
+    threads: int
+    drain: float
+    live: float
+    p50: float
+    p99: float
+    latencies: list[float]
+
+
+def run_members(
+    members: int, args: argparse.Namespace, base: Settings, texts: list[str], rows: Rows
+) -> MemberFigures:
+    run = uuid.uuid4().hex[:8]
+    threads = max(1, usable_cores() // members)
+    kafka = base.kafka.model_copy(
+        update={
+            "input_topics": [f"bench-{run}.in"],
+            "review_topic": f"bench-{run}.review",
+            "dead_letter_topic": f"bench-{run}.dlq",
+            "consumer_group": f"bench-{run}",
+            "partitions": args.partitions,
+            "batch_max_records": args.batch_records,
+        }
+    )
+    asyncio.run(ensure_topics(kafka))
+    settings = Settings(
+        kafka=kafka,
+        database={"url": rows.url},
+        model={
+            "bundle_path": args.bundle,
+            "inference_batch_size": args.batch,
+            "stripe_size": args.stripe,
+            "intra_op_threads": threads,
+        },
+        storage={"store_unflagged": StoreUnflagged.SCORE},
+    )
+    print(
+        f"== {members} member(s), {threads} thread(s) each, {args.partitions} partitions, "
+        f"batches of up to {args.batch_records}, stripes of {args.stripe}, ORT runs of {args.batch}"
+    )
+    asyncio.run(publish(kafka, texts, f"{run}-d-", None))  # the backlog, before any member
+    logs = [Path(tempfile.mkdtemp()) / f"service-{i}.log" for i in range(members)]
+    services = [ServiceProcess(settings, log).start() for log in logs]
+    try:
+        rows.wait(f"{run}-d-", len(texts), 1800)
+        first, last = rows.span(f"{run}-d-")
+        drain = (len(texts) - 1) / max(1e-6, (last - first).total_seconds())
+        print(f"  drain (quiet): {drain:8.1f} texts/s", flush=True)
+        print(f"    {breakdown(logs, [0] * members)}", flush=True)
+
+        offsets = [log.stat().st_size for log in logs]
+        started = datetime.now(UTC)
+        asyncio.run(publish(kafka, texts, f"{run}-l-", None))
+        rows.wait(f"{run}-l-", len(texts), 1800)
+        live = len(texts) / max(1e-6, (rows.span(f"{run}-l-")[1] - started).total_seconds())
+        print(f"  live (under load): {live:8.1f} texts/s", flush=True)
+        print(f"    {breakdown(logs, offsets)}", flush=True)
+
+        rate = live / 2
+        n_lat = min(len(texts), max(300, int(rate * args.latency_seconds)))
+        asyncio.run(publish(kafka, texts[:n_lat], f"{run}-t-", rate))
+        rows.wait(f"{run}-t-", n_lat, 900)
+        lat = rows.latencies(f"{run}-t-")
+        p50, p99 = lat[len(lat) // 2], lat[max(0, int(len(lat) * 0.99) - 1)]
+        print(
+            f"  latency at {rate:.0f} texts/s (half the live rate), {n_lat} texts: "
+            f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms",
+            flush=True,
+        )
+    finally:
+        for service in services:
+            service.terminate()
+    return MemberFigures(members, threads, drain, live, p50, p99, lat)
+
+
+def plot(figures: list[MemberFigures], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for f in figures:
+        ax.hist(
+            [x * 1000 for x in f.latencies],
+            bins=50,
+            alpha=0.6,
+            label=f"{f.members} member(s): p50 {f.p50 * 1000:.0f} ms, p99 {f.p99 * 1000:.0f} ms",
+        )
+    ax.set_xlabel("publish -> result row (ms), at half the live rate")
+    ax.set_ylabel("texts")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"latency plot: {path}")
 
 
 def main() -> None:
@@ -123,93 +269,53 @@ def main() -> None:
     parser.add_argument(
         "--texts", type=Path, default=None, help="CSV/pipe table with a text column"
     )
-    parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--members", default="1,2", help="service processes, e.g. 1,2")
+    parser.add_argument("--partitions", type=int, default=4)
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    parser.add_argument(
+        "--batch", type=int, default=defaults.model.inference_batch_size, help="texts per ORT run"
+    )
+    parser.add_argument(
+        "--stripe", type=int, default=defaults.model.stripe_size, help="texts per scoring call"
+    )
+    parser.add_argument(
+        "--batch-records",
+        type=int,
+        default=defaults.kafka.batch_max_records,
+        help="most records per consumed batch",
+    )
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     parser.add_argument("--plot", type=Path, default=REPO / "var" / "bench" / "latency.png")
     args = parser.parse_args()
 
     base = load_settings()
     texts = load_texts(args.texts or base.data.seed_dir / "labelled.csv", args.n)
+    cores = usable_cores()
     print(
         f"{len(texts)} texts, mean {statistics.mean(len(t.split()) for t in texts):.0f} words; "
-        f"{args.threads} threads; bundle {args.bundle}"
+        f"{cores} usable cores; bundle {args.bundle}"
     )
-    print("1. raw model throughput (tokenise + normalise + onnxruntime)")
-    raw = raw_throughput(args.bundle, texts, args.threads)
-    best_batch = max(raw, key=raw.__getitem__)
+    print(f"1. raw model throughput, {cores} threads (tokenise + normalise + onnxruntime)")
+    raw = raw_throughput(args.bundle, texts, cores)
+    best_raw = max(raw.values())
 
-    run = uuid.uuid4().hex[:8]
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     upgrade(url)
-    kafka = base.kafka.model_copy(
-        update={
-            "input_topics": [f"bench-{run}.in"],
-            "review_topic": f"bench-{run}.review",
-            "dead_letter_topic": f"bench-{run}.dlq",
-            "consumer_group": f"bench-{run}",
-            "batch_max_records": 128,
-            "batch_max_wait_ms": 50,
-            "partitions": 3,
-        }
-    )
-    asyncio.run(ensure_topics(kafka))
-    settings = Settings(
-        kafka=kafka,
-        database={"url": url},
-        model={
-            "bundle_path": args.bundle,
-            "inference_batch_size": best_batch,
-            "intra_op_threads": args.threads,
-        },
-        storage={"store_unflagged": StoreUnflagged.SCORE},
-    )
-
-    from tests.service.harness import ServiceProcess
-
-    log = Path(tempfile.mkdtemp()) / "service.log"
-    service = ServiceProcess(settings, log).start()
-    try:
-        print("2. end-to-end throughput (publish -> result row + review event)")
-        t0 = time.perf_counter()
-        asyncio.run(publish(kafka, texts, "tp-", None))
-        t1 = wait_rows(url, "tp-", len(texts), 1800)
-        e2e = len(texts) / (t1 - t0)
-        print(f"  e2e: {e2e:8.1f} texts/s ({t1 - t0:.1f} s for {len(texts)})")
-
-        rate = e2e / 2
-        n_lat = min(len(texts), max(500, int(rate * 30)))
-        print(f"3. latency at a steady {rate:.0f} texts/s (half capacity), {n_lat} texts")
-        asyncio.run(publish(kafka, texts[:n_lat], "lat-", rate))
-        wait_rows(url, "lat-", n_lat, 900)
-        lat = sorted(latencies(url, "lat-"))
-        p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
-        print(f"  p50 {p50 * 1000:.0f} ms   p99 {p99 * 1000:.0f} ms")
-    finally:
-        service.terminate()
-
-    ratio = e2e / raw[best_batch]
-    print(f"4. ratio end-to-end / raw = {e2e:.1f} / {raw[best_batch]:.1f} = {ratio:.2f}")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.hist([x * 1000 for x in lat], bins=50)
-        ax.axvline(p50 * 1000, color="k", linestyle="--", label=f"p50 {p50 * 1000:.0f} ms")
-        ax.axvline(p99 * 1000, color="r", linestyle="--", label=f"p99 {p99 * 1000:.0f} ms")
-        ax.set_xlabel("end-to-end latency (ms)")
-        ax.set_ylabel("texts")
-        ax.set_title(f"{n_lat} texts at {rate:.0f}/s")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"latency plot: {args.plot}")
-    except ImportError:
-        print("(matplotlib not installed: no plot)")
+    rows = Rows(url)
+    print("2. the service, end to end (publish -> result row + review event)")
+    figures = [run_members(int(m), args, base, texts, rows) for m in args.members.split(",") if m]
+    print("3. summary")
+    print("members threads/member drain t/s live t/s drain/raw live/raw p50 ms p99 ms")
+    for f in figures:
+        print(
+            f"{f.members:>7} {f.threads:>14} {f.drain:>9.1f} {f.live:>8.1f} "
+            f"{f.drain / best_raw:>9.2f} {f.live / best_raw:>8.2f} "
+            f"{f.p50 * 1000:>6.0f} {f.p99 * 1000:>6.0f}"
+        )
+    print(f"raw (best batch, {cores} threads): {best_raw:.1f} texts/s")
+    plot(figures, args.plot)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,10 @@ class KafkaSettings(BaseModel):
     #: Replicas that must confirm a write (acks=all); None: 2 with three replicas or
     #: more, else 1. Two of three lets one broker die without losing a confirmed record.
     min_insync_replicas: int | None = Field(default=None, ge=1)
-    batch_max_records: int = Field(default=64, ge=1)
+    #: Most records per consumed batch. A fetch returns what is buffered, so batches are
+    #: small when texts trickle in (low latency) and full under a backlog, where a large
+    #: batch sorted by length wastes the least padding (throughput).
+    batch_max_records: int = Field(default=256, ge=1)
     batch_max_wait_ms: int = Field(default=200, ge=0)
     #: A member that does not come back for records within this long is dropped from the
     #: group (Kafka's max.poll.interval.ms); the service's retries must stay under it.
@@ -100,9 +103,17 @@ class ModelSettings(BaseModel):
     bundle_path: Path | None = None
     #: Overrides the bundle's tuned threshold when set.
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    #: Texts per onnxruntime run.
     inference_batch_size: int = Field(default=32, ge=1)
-    intra_op_threads: int = Field(default=2, ge=1)
+    #: Texts per scoring call of the service: a batch is scored stripe by stripe, the
+    #: next stripe while the last one is written and its reviews published.
+    stripe_size: int = Field(default=128, ge=1)
+    #: onnxruntime's threads; None: one per core this process may use (its affinity).
+    intra_op_threads: int | None = Field(default=None, ge=1)
     inter_op_threads: int = Field(default=1, ge=1)
+    #: Let onnxruntime's threads busy-wait between operators: a little faster on cores
+    #: nothing else uses, slower where the broker or the database share them.
+    spin_wait: bool = False
 
 
 class StorageSettings(BaseModel):

@@ -38,7 +38,8 @@ log "lint and types"
 UV="$(command -v uv || echo "$(python3 -m site --user-base)/bin/uv")"
 "$UV" lock --check --quiet   # uv.lock matches pyproject.toml
 .venv/bin/ruff check .
-.venv/bin/mypy depdetect schemas services training
+.venv/bin/ruff format --check .
+.venv/bin/mypy depdetect schemas services training benchmarks
 
 log "tests"
 .venv/bin/python -m pytest "$@"

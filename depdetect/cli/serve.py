@@ -46,6 +46,12 @@ def serve(
     if workers > 1:
         # faststream's runner forks workers that share the port; settings travel by env.
         os.environ["DEPDETECT_MODEL__BUNDLE_PATH"] = str(settings.model.bundle_path)
+        if settings.model.intra_op_threads is None:
+            from services.inference.runner import usable_cores
+
+            # The workers share this process's cores: each takes its part, not all of them.
+            threads = max(1, usable_cores() // workers)
+            os.environ["DEPDETECT_MODEL__INTRA_OP_THREADS"] = str(threads)
         faststream = Path(sys.executable).parent / "faststream"
         os.execv(
             str(faststream),

@@ -189,6 +189,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             micro_batch_size=settings.model.inference_batch_size,
             intra_op_threads=settings.model.intra_op_threads,
             inter_op_threads=settings.model.inter_op_threads,
+            spin_wait=settings.model.spin_wait,
         )
         runner.warm_up()
         state.metrics.model_loaded.labels(runner.model_version).set(1)

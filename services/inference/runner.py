@@ -15,6 +15,7 @@ service cannot differ.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,6 +98,15 @@ def calibrated(margins: np.ndarray, calibration: Calibration) -> np.ndarray:
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)))
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a taskset, a container's
+    cpuset), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # platforms without affinity (macOS)
+        return os.cpu_count() or 1
+
+
 class ModelRunner:
     """Loads a graph once; ``score`` is thread-compatible but meant for one event loop.
 
@@ -114,8 +124,9 @@ class ModelRunner:
         positive_index: int = 1,
         output_name: str = "logits",
         micro_batch_size: int = 32,
-        intra_op_threads: int = 2,
+        intra_op_threads: int | None = None,
         inter_op_threads: int = 1,
+        spin_wait: bool = False,
         manifest: BundleManifest | None = None,
         chunking: ChunkingSettings | None = None,
         calibration: Calibration | None = None,
@@ -130,8 +141,14 @@ class ModelRunner:
         self.micro_batch_size = micro_batch_size
         options = ort.SessionOptions()
         # Explicit threads: several workers on one host must not each grab every core.
-        options.intra_op_num_threads = intra_op_threads
+        self.intra_op_threads = intra_op_threads or usable_cores()
+        options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = inter_op_threads
+        # ORT's workers busy-wait between operators by default: fast on idle cores, but on
+        # cores shared with the broker, the database and the event loop that is stolen time.
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spin_wait else "0"
+        )
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
@@ -161,8 +178,9 @@ class ModelRunner:
         directory: Path | str,
         *,
         micro_batch_size: int = 32,
-        intra_op_threads: int = 2,
+        intra_op_threads: int | None = None,
         inter_op_threads: int = 1,
+        spin_wait: bool = False,
         chunking: ChunkingSettings | Literal["manifest"] | None = "manifest",
         calibration: Calibration | Literal["manifest"] | None = "manifest",
     ) -> ModelRunner:
@@ -182,6 +200,7 @@ class ModelRunner:
             micro_batch_size=micro_batch_size,
             intra_op_threads=intra_op_threads,
             inter_op_threads=inter_op_threads,
+            spin_wait=spin_wait,
             manifest=manifest,
             chunking=manifest.chunking if chunking == "manifest" else chunking,
             calibration=manifest.calibration if calibration == "manifest" else calibration,
@@ -231,8 +250,7 @@ class ModelRunner:
         if not self.chunking.enabled:
             return [[e.ids] for e in encodings]
         return [
-            windows(e.ids, e.special_tokens_mask, self.max_length, self.chunking)
-            for e in encodings
+            windows(e.ids, e.special_tokens_mask, self.max_length, self.chunking) for e in encodings
         ]
 
     def _logits(self, ids: list[list[int]], batch_size: int) -> np.ndarray:

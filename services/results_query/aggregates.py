@@ -168,9 +168,7 @@ def score_drift(
     window = timedelta(days=days)
     current_since, previous_since = until - window, until - 2 * window
     # Bin edges as a CASE: portable, where CAST rounds on PostgreSQL and truncates on SQLite.
-    index = case(
-        *((ResultRow.score < (i + 1) / bins, i) for i in range(bins - 1)), else_=bins - 1
-    )
+    index = case(*((ResultRow.score < (i + 1) / bins, i) for i in range(bins - 1)), else_=bins - 1)
     period = case((ResultRow.classified_at >= current_since, "current"), else_="previous")
     unbounded = scope.model_copy(update={"since": None, "until": None})
     stmt = unbounded.apply(

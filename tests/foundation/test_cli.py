@@ -58,3 +58,26 @@ def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "depdetect"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
     assert "broker" in out.stdout
+
+
+def test_serve_workers_share_the_cores_between_them(tiny_bundle: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`serve --workers N` hands the forked workers 1/N of the cores each (unless threads
+    are set): N processes that each took every core would fight over them."""
+    import os
+
+    from services.inference.runner import usable_cores
+
+    execs: list[list[str]] = []
+
+    def execv(path: str, argv: list[str]) -> None:
+        execs.append(argv)
+        raise SystemExit(0)  # the real one never returns
+
+    monkeypatch.delenv("DEPDETECT_MODEL__INTRA_OP_THREADS", raising=False)
+    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert usable_cores() == 4
+    result = runner.invoke(app, ["serve", "--bundle", str(tiny_bundle), "--workers", "2"])
+    assert execs and execs[0][execs[0].index("--workers") + 1] == "2", result.output
+    assert os.environ["DEPDETECT_MODEL__INTRA_OP_THREADS"] == "2"
+    monkeypatch.delenv("DEPDETECT_MODEL__INTRA_OP_THREADS")

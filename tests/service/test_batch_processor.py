@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any
 
 import pytest
@@ -71,7 +72,7 @@ async def test_batch_writes_flags_with_text_and_unflagged_without(parts) -> None
         [_record(0, "so sad today", language="en"), _record(1, "a fine day"), _record(2, None)]
     )
     assert (outcome.classified, outcome.flagged, outcome.dead_lettered) == (2, 1, 1)
-    rows = _rows(store)
+    rows = sorted(_rows(store), key=lambda r: r.message_id)
     assert [(r.message_id, r.flagged, r.text is not None) for r in rows] == [
         ("m0", True, True),
         ("m1", False, False),
@@ -197,3 +198,97 @@ async def test_a_replay_follows_the_stored_row_not_its_own_score(
     sent = [v for topic, v, _ in broker.sent if topic == processor.settings.kafka.review_topic]
     # A review event exactly when the stored row is a flag, whatever the replay scored.
     assert len(sent) == reviews
+
+
+class EventLog:
+    """What the model and the database did, in order, with a slow write."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+
+async def test_the_next_stripe_is_scored_while_the_last_is_written(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = EventLog()
+
+    class LoggingRunner(FakeRunner):
+        def score(self, texts: list[str]) -> list[Scored]:
+            log.events.append(f"score {texts[0]}")
+            return super().score(texts)
+
+    broker = FakeBroker()
+    processor = batch_processor(sqlite_url, runner=LoggingRunner(), publish=broker.publish)
+    processor.settings.model.stripe_size = 2
+    store = processor.store
+    real = store.save_batch
+
+    def slow_save(rows: list[dict[str, Any]]) -> Any:
+        log.events.append(f"write start {rows[0]['message_id']}")
+        time.sleep(0.3)  # long enough for the next stripe to be scored meanwhile
+        saved = real(rows)
+        log.events.append(f"write end {rows[0]['message_id']}")
+        return saved
+
+    monkeypatch.setattr(store, "save_batch", slow_save)
+    # Lengths rise with the offsets: the batch's sort by length keeps this order.
+    texts = ["sad a", "fine b", "sad c..", "fine d..", "sad e...."]
+    outcome = await processor.process([_record(i, t) for i, t in enumerate(texts)])
+
+    assert (outcome.consumed, outcome.stored, outcome.flagged, outcome.reviews_published) == (
+        5,
+        5,
+        3,
+        3,
+    )
+    # Stripe 2 was scored while stripe 1 was being written...
+    assert log.events.index("score sad c..") < log.events.index("write end m0")
+    # ...and writes happen one at a time, in the stripes' order.
+    writes = [e for e in log.events if e.startswith("write")]
+    assert writes == [
+        "write start m0",
+        "write end m0",
+        "write start m2",
+        "write end m2",
+        "write start m4",
+        "write end m4",
+    ]
+    # The wall time is less than the sum of the stages: they overlapped.
+    t = outcome.timings_ms
+    assert t["batch"] < t["model"] + t["write"] + t["publish"]
+    assert len(_rows(store)) == 5
+
+
+async def test_a_failed_write_waits_for_every_stripe_before_raising(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When one stripe's write fails for good, nothing of the batch is still running when
+    the failure reaches the caller (which rewinds the batch); the replay stores all."""
+    broker = FakeBroker()
+    processor = batch_processor(sqlite_url, runner=FakeRunner(), publish=broker.publish)
+    processor.settings.model.stripe_size = 2
+    store = processor.store
+    real = store.save_batch
+    # No retries: the transient error surfaces at once.
+    processor.retry.stopping.set()  # type: ignore[attr-defined]
+
+    def second_stripe_down(rows: list[dict[str, Any]]) -> Any:
+        if rows[0]["message_id"] == "m2":
+            raise TransientError("database unavailable")
+        return real(rows)
+
+    monkeypatch.setattr(store, "save_batch", second_stripe_down)
+    texts = ["sad a", "b....", "sad c..", "d......", "sad e....", "f........"]  # by length
+    batch = [_record(i, t) for i, t in enumerate(texts)]
+    with pytest.raises(TransientError):
+        await processor.process(batch)
+    # The first stripe's rows and events are complete; the third never started (the
+    # writes are chained), so nothing was written behind the failure's back.
+    assert [r.message_id for r in _rows(store)] == ["m0", "m1"]
+    assert all(r.review_published_at is not None for r in _rows(store) if r.flagged)
+
+    monkeypatch.setattr(store, "save_batch", real)
+    processor.retry.stopping.clear()  # type: ignore[attr-defined]
+    outcome = await processor.process(batch)  # the redelivery
+    assert outcome.stored == 6
+    assert sorted(r.message_id for r in _rows(store)) == [f"m{i}" for i in range(6)]

@@ -96,6 +96,20 @@ def test_fit_calibration_recovers_a_known_temperature() -> None:
     )
 
 
+def test_calibration_refuses_a_model_that_ranks_at_chance() -> None:
+    from training.calibrate.run import refuse_collapsed
+    from training.errors import ModelCollapsedError
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 200)
+    weights = np.ones(len(labels))
+    with pytest.raises(ModelCollapsedError, match="has not learnt the task"):
+        refuse_collapsed(labels, rng.normal(size=len(labels)), weights, 0.6)
+    # A model that ranks, even with scores squeezed into a narrow band, passes.
+    squeezed = 1e-3 * (labels + rng.normal(scale=0.5, size=len(labels)))
+    refuse_collapsed(labels, squeezed, weights, 0.6)
+
+
 def test_calibrate_bundle_stores_settings_the_runner_applies(  # type: ignore[no-untyped-def]
     tiny_run, tmp_path: Path
 ) -> None:

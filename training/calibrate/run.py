@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
+from sklearn.metrics import roc_auc_score
 
 from schemas.bundle import (
     BundleManifest,
@@ -26,6 +27,7 @@ from schemas.bundle import (
     write_manifest,
 )
 from services.inference.runner import ModelRunner, calibrated
+from training.errors import ModelCollapsedError
 from training.evaluate.metrics import binary_metrics, metrics_by_group
 from training.finetune.threshold import tune_threshold
 from training.prepare.run import read_split
@@ -33,6 +35,9 @@ from training.prepare.run import read_split
 Method = Literal["none", "temperature", "platt"]
 #: Per-language thresholds need this many positives of that language in validation.
 MIN_POSITIVES_PER_LANGUAGE = 100
+#: Below this validation ROC-AUC the model is refused: a scaling fit to a model that
+#: ranks at chance (a collapsed run) would still yield a threshold and a valid bundle.
+MIN_ROC_AUC = 0.6
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,21 @@ def fit_calibration(
     )
 
 
+def refuse_collapsed(
+    labels: np.ndarray, margins: np.ndarray, weights: np.ndarray, min_roc_auc: float
+) -> None:
+    """Raise ``ModelCollapsedError`` when the margins rank validation worse than the bar."""
+    if len(np.unique(labels)) < 2:
+        return
+    auc = float(roc_auc_score(labels, margins, sample_weight=weights))
+    if auc < min_roc_auc:
+        raise ModelCollapsedError(
+            f"the model ranks the validation split at ROC-AUC {auc:.3f} (< {min_roc_auc}): "
+            "it has not learnt the task (a collapsed or far too short run); retrain it, "
+            "e.g. with a lower --lr or more steps, rather than calibrate it"
+        )
+
+
 def calibrate_bundle(
     bundle_dir: Path,
     data_dir: Path,
@@ -83,6 +103,7 @@ def calibrate_bundle(
     chunking: ChunkingSettings | None = None,
     target_precision: float | None = None,
     threads: int = 2,
+    min_roc_auc: float = MIN_ROC_AUC,
 ) -> CalibrationResult:
     """Rewrite ``bundle_dir``'s manifest with chunking, calibration and the tuned threshold."""
     manifest = read_manifest(bundle_dir)
@@ -104,6 +125,7 @@ def calibrate_bundle(
         else np.ones(len(validation))
     )
     margins = runner.margins(validation["text"].astype(str).tolist())
+    refuse_collapsed(labels, margins, weights, min_roc_auc)
     calibration = fit_calibration(margins, labels, weights, method)
     calibration = calibration.model_copy(
         update={

@@ -91,9 +91,7 @@ class WeightedTrainer(Trainer):
     ) -> Any:
         features = {k: v for k, v in inputs.items() if k not in ("labels", "weight")}
         outputs = model(**features)
-        loss = weighted_loss(
-            outputs.logits, inputs["labels"], inputs["weight"], self.label_weights
-        )
+        loss = weighted_loss(outputs.logits, inputs["labels"], inputs["weight"], self.label_weights)
         return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
