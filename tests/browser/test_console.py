@@ -66,6 +66,13 @@ async def _arrived(page: Page, url: str | re.Pattern[str]) -> None:
     await page.wait_for_load_state("domcontentloaded")
 
 
+def _within_one_day(moment: datetime, span: timedelta) -> datetime:
+    """``moment``, or the last minute of the day before when the ``span`` before it would
+    cross midnight (UTC): a per-day cell must not split with the time the test runs at."""
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment if moment - span >= midnight else midnight - timedelta(minutes=1)
+
+
 def _decisions(sessions: sessionmaker[Session]) -> list[tuple[int, str, str, str | None, int]]:
     with sessions() as session:
         return [
@@ -243,6 +250,7 @@ async def test_an_analyst_gets_the_dashboard_with_small_cells_suppressed(
 
     def seed(n: int, language: str, days_ago: float, score: float, **values: Any) -> list[int]:
         ids = []
+        start = _within_one_day(now - timedelta(days=days_ago), timedelta(minutes=n))
         for i in range(n):
             text = f"secret text {language} {days_ago} {i}"
             texts.append(text)
@@ -251,7 +259,7 @@ async def test_an_analyst_gets_the_dashboard_with_small_cells_suppressed(
                     score=score + (i % 5) / 100,
                     language=language,
                     text=text,
-                    classified_at=now - timedelta(days=days_ago, minutes=i),
+                    classified_at=start - timedelta(minutes=i),
                     **values,
                 )
             )
@@ -282,8 +290,8 @@ async def test_an_analyst_gets_the_dashboard_with_small_cells_suppressed(
     await _arrived(page, f"{base}/dashboard")
 
     flags = page.locator("#flags-table")
-    today = now.date().isoformat()
-    await expect(flags.locator("tbody tr", has_text=f"{today}en")).to_contain_text("14")
+    day = _within_one_day(now - timedelta(days=0.2), timedelta(minutes=14)).date().isoformat()
+    await expect(flags.locator("tbody tr", has_text=f"{day}en")).to_contain_text("14")
     german = flags.locator("tbody tr", has_text="de")
     await expect(german).to_have_count(1)
     await expect(german.locator("td").nth(3)).to_have_text("<10")
