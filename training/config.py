@@ -103,6 +103,11 @@ class FinetuneConfig:
     #: Evaluate every N steps (None: once per epoch).
     eval_steps: int | None = None
     max_grad_norm: float = 1.0
+    #: The classifier head (and pooler) learns this many times faster than the encoder. A
+    #: freshly initialised head on a pretrained encoder can sit at chance loss for
+    #: hundreds of steps at encoder learning rates: on the real-data mix, 400 CPU steps
+    #: left the loss at 0.69 with 1x and took it to 0.30 with 20x.
+    head_lr_multiplier: float = 1.0
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
@@ -113,6 +118,7 @@ class FinetuneConfig:
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
         _require(0 <= self.weight_decay < 1, "weight_decay must be in [0, 1)")
         _require(self.epochs > 0, "epochs must be positive")
+        _require(self.head_lr_multiplier > 0, "head_lr_multiplier must be positive")
         _require(self.batch_size >= 1 and self.eval_batch_size >= 1, "batch sizes must be >= 1")
         _require(8 <= self.max_length <= 512, "max_length must be in [8, 512]")
         _require(self.early_stopping_patience >= 1, "early_stopping_patience must be >= 1")

@@ -59,6 +59,13 @@ MaxLength = Annotated[int, typer.Option(help="Max tokens per text")]
 TargetPrecision = Annotated[float, typer.Option(help="Tune the threshold for this precision")]
 BestMetric = Annotated[str, typer.Option(help="Metric that picks the best checkpoint")]
 Freeze = Annotated[bool, typer.Option(help="Freeze word embeddings (~2x faster on CPU)")]
+HeadLr = Annotated[
+    float,
+    typer.Option(
+        min=0.001,
+        help="The classifier head's learning rate as a multiple of --lr (short CPU runs: 20)",
+    ),
+]
 MaxSteps = Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")]
 EvalSteps = Annotated[int | None, typer.Option(help="Evaluate every N steps (default: epoch)")]
 Seed = Annotated[int, typer.Option(help="Random seed")]
@@ -197,6 +204,7 @@ def finetune(
     target_precision: TargetPrecision = 0.95,
     best_metric: BestMetric = "roc_auc",
     freeze_word_embeddings: Freeze = False,
+    head_lr: HeadLr = 1.0,
     max_steps: MaxSteps = None,
     eval_steps: EvalSteps = None,
     seed: Seed = 42,
@@ -221,6 +229,7 @@ def finetune(
             target_precision=target_precision,
             best_metric=best_metric,
             freeze_word_embeddings=freeze_word_embeddings,
+            head_lr_multiplier=head_lr,
             max_steps=max_steps,
             eval_steps=eval_steps,
             seed=seed,
@@ -295,6 +304,7 @@ def run_all(
     target_precision: TargetPrecision = 0.95,
     best_metric: BestMetric = "roc_auc",
     freeze_word_embeddings: Freeze = False,
+    head_lr: HeadLr = 1.0,
     max_steps: MaxSteps = None,
     eval_steps: EvalSteps = None,
     seed: Seed = 42,
@@ -327,6 +337,7 @@ def run_all(
             target_precision=target_precision,
             best_metric=best_metric,
             freeze_word_embeddings=freeze_word_embeddings,
+            head_lr_multiplier=head_lr,
             max_steps=max_steps,
             eval_steps=eval_steps,
             seed=seed,

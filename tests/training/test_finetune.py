@@ -277,3 +277,45 @@ def test_the_same_command_runs_in_two_processes(
     # Two processes of batch 8 see 16 rows per step: 4 steps cover 64 training rows.
     rows = info["data"]["splits"]["train"]["rows"]
     assert info["history"][-1]["epoch"] == pytest.approx(64 / rows, abs=0.02)
+
+
+def test_the_head_learns_faster_when_asked(tmp_path: Path) -> None:
+    """--head-lr k: the classifier and pooler get k x the encoder's rate; decay groups as
+    the Trainer makes them (no decay on biases and norms)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+
+    from training.finetune.trainer import WeightedTrainer, is_head
+
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=2,
+        )
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.01, use_cpu=True
+    )
+    trainer = WeightedTrainer(
+        model=model, args=args, label_weights=torch.ones(2), head_lr_multiplier=20.0
+    )
+    optimizer = trainer.create_optimizer()
+    rate = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    assert set(rate) == {id(p) for p in names.values() if p.requires_grad}
+    assert rate[id(names["classifier.weight"])] == pytest.approx(2e-2)
+    assert rate[id(names["bert.pooler.dense.weight"])] == pytest.approx(2e-2)
+    assert rate[id(names["bert.encoder.layer.0.output.dense.weight"])] == pytest.approx(1e-3)
+    assert decay[id(names["classifier.weight"])] == 0.01
+    assert decay[id(names["classifier.bias"])] == 0.0
+    assert not is_head("bert.encoder.layer.0.attention.self.query.weight")
+    # 1x keeps the Trainer's own optimizer: one rate for all.
+    plain = WeightedTrainer(
+        model=model, args=args, label_weights=torch.ones(2), head_lr_multiplier=1.0
+    ).create_optimizer()
+    assert {g["lr"] for g in plain.param_groups} == {1e-3}

@@ -72,15 +72,71 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return {name: float(0.5 if metrics[name] is None else metrics[name]) for name in LOGGED_METRICS}
 
 
+def is_head(name: str) -> bool:
+    """Whether a parameter belongs to the classification head (BERT's pooler and
+    classifier, XLM-R's classifier), which starts from random weights."""
+    return name.startswith("classifier.") or ".pooler." in name or name.startswith("pooler.")
+
+
+def parameter_groups(
+    model: torch.nn.Module,
+    *,
+    learning_rate: float,
+    weight_decay: float,
+    decay_names: set[str],
+    head_lr_multiplier: float,
+) -> list[dict[str, Any]]:
+    """Optimizer groups: encoder and head, each with and without weight decay (biases and
+    norms have none, as in the Trainer's own grouping); the head's rate multiplied."""
+    groups = []
+    for head in (False, True):
+        for decay in (True, False):
+            params = [
+                p
+                for n, p in model.named_parameters()
+                if p.requires_grad and is_head(n) == head and (n in decay_names) == decay
+            ]
+            if params:
+                rate = learning_rate * (head_lr_multiplier if head else 1.0)
+                groups.append(
+                    {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": rate}
+                )
+    return groups
+
+
 class WeightedTrainer(Trainer):
     """``Trainer`` whose loss weighs each row by its ``weight`` column (per input table)
-    and, optionally, by inverse label frequency."""
+    and, optionally, by inverse label frequency; the head may learn faster."""
 
-    def __init__(self, *args: Any, label_weights: torch.Tensor, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        label_weights: torch.Tensor,
+        head_lr_multiplier: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.label_weights = label_weights
+        self.head_lr_multiplier = head_lr_multiplier
         # Our loss normalises by the batch's weight itself; the Trainer must not rescale it.
         self.model_accepts_loss_kwargs = False
+
+    def create_optimizer(self) -> Any:
+        if self.optimizer is not None or self.head_lr_multiplier == 1.0:
+            return super().create_optimizer()
+        target = self.model
+        assert target is not None  # the Trainer was built with a model
+        groups = parameter_groups(
+            target,
+            learning_rate=self.args.learning_rate,
+            weight_decay=self.args.weight_decay,
+            decay_names=set(self.get_decay_parameter_names(target)),
+            head_lr_multiplier=self.head_lr_multiplier,
+        )
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, target)
+        kwargs.pop("lr", None)  # each group carries its own
+        self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **kwargs)
+        return self.optimizer
 
     def compute_loss(
         self,
@@ -169,6 +225,7 @@ def build_trainer(
 ) -> WeightedTrainer:
     weights = class_weights(train.labels) if config.class_weights else torch.ones(2)
     trainer = WeightedTrainer(
+        head_lr_multiplier=config.head_lr_multiplier,
         model=model,
         args=training_arguments(config, checkpoint_dir),
         train_dataset=train,
