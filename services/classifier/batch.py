@@ -139,7 +139,7 @@ class BatchProcessor:
         # Rows and events of one batch carry no order among themselves (rows are keyed by
         # message id, events by author): sorting only changes which stripe a text is in.
         accepted = sorted(accepted, key=lambda item: len(item.message.text))
-        stored: list[asyncio.Task[_Stored]] = []
+        writes: list[asyncio.Task[_Stored]] = []
         model_ms = 0.0
         poisoned = 0
         try:
@@ -153,14 +153,14 @@ class BatchProcessor:
                     # Before anything is dead-lettered: is it these texts, or the model?
                     await self._check_model()
                 poisoned += len(refused)
-                previous = stored[-1] if stored else None
+                previous = writes[-1] if writes else None
                 rows = self._rows(scored, stripe_ms / len(stripe))
-                stored.append(asyncio.create_task(self._store(rows, refused, previous)))
-            outcomes = await asyncio.gather(*stored)
+                writes.append(asyncio.create_task(self._store(rows, refused, previous)))
+            outcomes = await asyncio.gather(*writes)
         except BaseException:
             # Nothing may still be writing when the batch is rewound: let every stripe's
             # work end (its failure is this one's, or a consequence of it) before raising.
-            await asyncio.gather(*stored, return_exceptions=True)
+            await asyncio.gather(*writes, return_exceptions=True)
             raise
         return BatchOutcome(
             len(records),

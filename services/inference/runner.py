@@ -141,8 +141,7 @@ class ModelRunner:
         self.micro_batch_size = micro_batch_size
         options = ort.SessionOptions()
         # Explicit threads: several workers on one host must not each grab every core.
-        self.intra_op_threads = intra_op_threads or usable_cores()
-        options.intra_op_num_threads = self.intra_op_threads
+        options.intra_op_num_threads = intra_op_threads or usable_cores()
         options.inter_op_num_threads = inter_op_threads
         # ORT's workers busy-wait between operators by default: fast on idle cores, but on
         # cores shared with the broker, the database and the event loop that is stolen time.

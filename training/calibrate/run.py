@@ -91,7 +91,7 @@ def refuse_collapsed(
         raise ModelCollapsedError(
             f"the model ranks the validation split at ROC-AUC {auc:.3f} (< {min_roc_auc}): "
             "it has not learnt the task (a collapsed or far too short run); retrain it, "
-            "e.g. with a lower --lr or more steps, rather than calibrate it"
+            "e.g. with --head-lr 20, more steps or a lower --lr, rather than calibrate it"
         )
 
 
