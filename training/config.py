@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from schemas.bundle import ChunkingSettings
 from schemas.errors import ConfigurationError
 from schemas.text import NormalizationSettings
 
@@ -290,3 +291,27 @@ class DistillConfig:
         )
         _require(self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1")
         _require(self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda")
+
+
+CalibrationMethod = Literal["none", "temperature", "platt"]
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """``train calibrate`` (and ``train all --calibrate``): how the shipped bundle scores
+    long texts, how its margins are scaled, and the precision its threshold aims at."""
+
+    method: CalibrationMethod = "temperature"
+    chunking: ChunkingSettings = field(default_factory=lambda: ChunkingSettings(enabled=True))
+    #: None: the bundle's own target precision (the one fine-tuning was given).
+    target_precision: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            self.method in ("none", "temperature", "platt"),
+            "the calibration method must be none, temperature or platt",
+        )
+        _require(
+            self.target_precision is None or 0 < self.target_precision <= 1,
+            "target_precision must be in (0, 1]",
+        )

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.config import ExportConfig, FinetuneConfig, PrepareConfig
+from training.calibrate.run import CalibrationResult, calibrate_bundle
+from training.config import CalibrateConfig, ExportConfig, FinetuneConfig, PrepareConfig
 from training.export.run import ExportResult, export_bundle
 from training.finetune.result import FinetuneResult
 from training.finetune.run import finetune
@@ -27,6 +28,7 @@ class PipelineResult:
     prepared: PreparedData
     finetuned: FinetuneResult
     exported: ExportResult
+    calibrated: CalibrationResult | None = None
 
 
 def run_all(
@@ -39,9 +41,12 @@ def run_all(
     prepare_config: PrepareConfig | None = None,
     finetune_config: FinetuneConfig | None = None,
     export_config: ExportConfig | None = None,
+    calibrate_config: CalibrateConfig | None = None,
     base_model_name: str | None = None,
     log: bool = True,
 ) -> PipelineResult:
+    """prepare -> finetune -> export, then ``train calibrate`` when ``calibrate_config``
+    is given: the same bundle as the stage commands run one after the other."""
     prepare_config = prepare_config or PrepareConfig()
     prepared = prepare(
         inputs,
@@ -64,7 +69,12 @@ def run_all(
         work_dir=work_dir / "export",
         log=log,
     )
-    return PipelineResult(prepared, finetuned, exported)
+    calibrated = (
+        calibrate_bundle(bundle_dir, prepared.directory, calibrate_config)
+        if calibrate_config is not None
+        else None
+    )
+    return PipelineResult(prepared, finetuned, exported, calibrated)
 
 
 def tiny_finetune_config(base_model: Path, seed: int) -> FinetuneConfig:

@@ -17,6 +17,7 @@ from schemas.errors import DepdetectError
 
 if TYPE_CHECKING:
     from depdetect.settings import Settings
+    from training.calibrate.run import CalibrationResult
     from training.config import FinetuneConfig
     from training.prepare.tables import InputSpec
 
@@ -319,9 +320,17 @@ def run_all(
     max_negative_ratio: Annotated[
         float, typer.Option(help="Per language, label-0 rows per label-1 row (0: no cap)")
     ] = 2.0,
+    calibrate: Annotated[
+        str,
+        typer.Option(
+            help="Then `train calibrate` with this method (none, temperature or platt): "
+            "chunked scoring of long texts, scaling and threshold fit on validation"
+        ),
+    ] = "none",
 ) -> None:
-    """prepare -> finetune -> export in one go (paths under settings.data.work_dir)."""
-    from training.config import DEFAULT_RECIPE, ExportConfig, PrepareConfig
+    """prepare -> finetune -> export (-> calibrate) in one go (paths under
+    settings.data.work_dir)."""
+    from training.config import DEFAULT_RECIPE, CalibrateConfig, ExportConfig, PrepareConfig
     from training.pipeline import run_all as pipeline
 
     settings = state_settings(ctx)
@@ -359,10 +368,15 @@ def run_all(
             export_config=ExportConfig(
                 enforce_parity=enforce_parity, recipe=recipe or DEFAULT_RECIPE
             ),
+            calibrate_config=CalibrateConfig(method=calibrate)  # type: ignore[arg-type]
+            if calibrate != "none"
+            else None,
             base_model_name=name,
         )
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
+    if result.calibrated is not None:
+        typer.echo(calibration_line(result.calibrated))
     typer.echo(
         f"bundle {result.exported.manifest.model_version} written to {result.exported.bundle_dir}"
     )
@@ -552,11 +566,10 @@ def calibrate(
 
     from schemas.bundle import ChunkingSettings
     from training.calibrate.run import calibrate_bundle
+    from training.config import CalibrateConfig
 
     settings = state_settings(ctx)
     work = settings.data.work_dir
-    if method not in ("none", "temperature", "platt"):
-        raise fail("--method must be none, temperature or platt")
     try:
         window = ChunkingSettings(
             enabled=chunking,
@@ -565,23 +578,27 @@ def calibrate(
             top_k=top_k,
             max_chunks=max_chunks,
         )
-        result = calibrate_bundle(
-            bundle or work / "bundle",
-            data or work / "data",
+        config = CalibrateConfig(
             method=method,  # type: ignore[arg-type]
             chunking=window,
             target_precision=target_precision,
         )
+        result = calibrate_bundle(bundle or work / "bundle", data or work / "data", config)
     except ValidationError as exc:
         raise fail(f"bad chunking settings: {exc}") from exc
     except DepdetectError as exc:
         raise fail(str(exc)) from exc
+    typer.echo(calibration_line(result))
+
+
+def calibration_line(result: CalibrationResult) -> str:
     validation = result.report["validation"]
-    typer.echo(
-        f"calibration {result.manifest.calibration.method} (scale "
-        f"{result.manifest.calibration.scale:.4f}, bias {result.manifest.calibration.bias:.4f}); "
-        f"threshold {result.manifest.threshold:.4f}; validation precision "
-        f"{validation['precision']:.4f} recall {validation['recall']:.4f} f1 {validation['f1']:.4f}"
+    calibration = result.manifest.calibration
+    return (
+        f"calibration {calibration.method} (scale {calibration.scale:.4f}, bias "
+        f"{calibration.bias:.4f}); threshold {result.manifest.threshold:.4f}; validation "
+        f"precision {validation['precision']:.4f} recall {validation['recall']:.4f} "
+        f"f1 {validation['f1']:.4f}"
     )
 
 
@@ -657,6 +674,14 @@ def evaluate(
     label_column: Annotated[str, typer.Option(help="Column with 0/1 labels")] = "label",
     threshold: Annotated[float | None, typer.Option(help="Override the bundle's")] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per ONNX call")] = 32,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --data: score only rows of this source (repeatable), e.g. "
+            "`--source labelled --source sentiment_corpus` for a prepared split's "
+            "in-distribution part"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
 ) -> None:
     """Score a labelled table (--data) or a folder of them (--suite) with a bundle:
@@ -687,6 +712,7 @@ def evaluate(
             label_column=label_column,
             threshold=threshold,
             batch_size=batch_size,
+            sources=source or (),
         )
     except DepdetectError as exc:
         raise fail(str(exc)) from exc

@@ -77,6 +77,26 @@ def test_evaluate_json_on_a_tab_table_with_languages(tiny_run, tmp_path: Path) -
     assert report["roc_auc"] == pytest.approx(stored["roc_auc"], abs=1e-3)
 
 
+def test_evaluate_scores_chosen_sources_and_reports_each(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = pd.read_csv(tiny_run.prepared.directory / "test.csv", sep="|")
+    rows["source"] = np.where(np.arange(len(rows)) % 3 == 0, "reddit", "synthetic")
+    path = tmp_path / "mixed.csv"
+    rows.to_csv(path, sep="|", index=False)
+    args = ["evaluate", "--model", str(tiny_run.exported.bundle_dir), "--data", str(path)]
+    whole = json.loads(CliRunner().invoke(_cli(), [*args, "--json"]).stdout)
+    assert whole["per_source"]["reddit"]["n"] == int((rows["source"] == "reddit").sum())
+    chosen = CliRunner().invoke(_cli(), [*args, "--source", "synthetic", "--json"])
+    assert chosen.exit_code == 0, chosen.output
+    report = json.loads(chosen.stdout)
+    # Only the chosen rows are scored: the same figures as that source's slice of the whole.
+    assert report["n"] == int((rows["source"] == "synthetic").sum())
+    assert set(report["per_source"]) == {"synthetic"}
+    assert report["f1"] == pytest.approx(whole["per_source"]["synthetic"]["f1"])
+    unknown = CliRunner().invoke(_cli(), [*args, "--source", "tweets"])
+    assert unknown.exit_code == 1
+    assert "no rows from source(s) ['tweets']" in unknown.output
+
+
 def test_evaluate_refuses_a_missing_column(tiny_run, sample_csv: Path) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(
         _cli(),

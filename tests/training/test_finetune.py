@@ -49,6 +49,20 @@ def test_threshold_ignores_a_lucky_precision_spike_below_a_dip() -> None:
     assert tune_threshold(labels, scores, 0.8) == pytest.approx(0.6)
 
 
+def test_one_negative_at_the_top_does_not_collapse_the_threshold() -> None:
+    # A good ranking (positives 0.5-0.98, negatives 0-0.6) with one negative scored
+    # highest: precision at the very top is 0, which must not veto every threshold.
+    rng = np.random.default_rng(0)
+    positives = rng.uniform(0.5, 0.98, 200)
+    negatives = np.append(rng.uniform(0.0, 0.6, 799), 0.99)
+    labels = np.r_[np.ones(200), np.zeros(800)].astype(int)
+    scores = np.r_[positives, negatives]
+    threshold = tune_threshold(labels, scores, 0.8)
+    flagged = scores >= threshold
+    assert labels[flagged].mean() >= 0.8
+    assert labels[flagged].sum() / 200 > 0.8  # recall, not a near-empty flag set
+
+
 def test_class_weights_balance_the_labels() -> None:
     from training.finetune.trainer import class_weights
 

@@ -114,6 +114,7 @@ def test_calibrate_bundle_stores_settings_the_runner_applies(  # type: ignore[no
     tiny_run, tmp_path: Path
 ) -> None:
     from training.calibrate.run import calibrate_bundle
+    from training.config import CalibrateConfig
     from training.finetune.threshold import tune_threshold
 
     bundle = tmp_path / "bundle"
@@ -122,8 +123,7 @@ def test_calibrate_bundle_stores_settings_the_runner_applies(  # type: ignore[no
     result = calibrate_bundle(
         bundle,
         tiny_run.prepared.directory,
-        method="platt",
-        chunking=ChunkingSettings(enabled=True, stride=16),
+        CalibrateConfig(method="platt", chunking=ChunkingSettings(enabled=True, stride=16)),
     )
     after = read_manifest(bundle)  # hash still verifies: only bundle.json changed
     assert after.model_version == before.model_version == content_hash(bundle)

@@ -44,20 +44,26 @@ def test_stage_commands_build_the_bundle_train_all_builds(
 
     torch.set_num_threads(1)
     data = ["--input", f"{sample_csv}:1.5", "--no-sentiment"]
-    model = ["--base-model", str(tiny_encoder), *COMMON]
+    # Long enough for the tiny model to rank better than chance: calibrate refuses less.
+    model = ["--base-model", str(tiny_encoder), *COMMON, "--max-steps", "60", "--eval-steps", "30"]
 
     staged = tmp_path / "staged"
     app = _cli(staged, monkeypatch)
     _run(app, "prepare", *data, "--seed", "1", "--no-plots")
     _run(app, "finetune", *model)
     _run(app, "export", "--no-enforce-parity")
+    _run(app, "calibrate", "--method", "platt")
 
     together = tmp_path / "together"
     app = _cli(together, monkeypatch)
-    _run(app, "all", *data, *model, "--no-enforce-parity")
+    _run(app, "all", *data, *model, "--no-enforce-parity", "--calibrate", "platt")
 
     a, b = read_manifest(staged / "bundle"), read_manifest(together / "bundle")
     assert a.model_version == b.model_version  # same graph and tokenizer, byte for byte
+    assert a.calibration.method == b.calibration.method == "platt"
+    assert a.calibration.scale == b.calibration.scale
+    assert a.chunking == b.chunking
+    assert a.chunking.enabled
     assert a.threshold == b.threshold
     assert a.normalization == b.normalization
     assert a.training_data == b.training_data

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,17 +22,16 @@ from sklearn.metrics import roc_auc_score
 from schemas.bundle import (
     BundleManifest,
     Calibration,
-    ChunkingSettings,
     read_manifest,
     write_manifest,
 )
 from services.inference.runner import ModelRunner, calibrated
+from training.config import CalibrateConfig, CalibrationMethod
 from training.errors import ModelCollapsedError
 from training.evaluate.metrics import binary_metrics, metrics_by_group
 from training.finetune.threshold import tune_threshold
 from training.prepare.run import read_split
 
-Method = Literal["none", "temperature", "platt"]
 #: Per-language thresholds need this many positives of that language in validation.
 MIN_POSITIVES_PER_LANGUAGE = 100
 #: Below this validation ROC-AUC the model is refused: a scaling fit to a model that
@@ -53,7 +52,7 @@ def log_loss(labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray)
 
 
 def fit_calibration(
-    margins: np.ndarray, labels: np.ndarray, weights: np.ndarray, method: Method
+    margins: np.ndarray, labels: np.ndarray, weights: np.ndarray, method: CalibrationMethod
 ) -> Calibration:
     """Weighted maximum likelihood of sigmoid(scale * margin + bias) (bias 0 for temperature)."""
     y = np.asarray(labels, dtype=float)
@@ -98,19 +97,18 @@ def refuse_collapsed(
 def calibrate_bundle(
     bundle_dir: Path,
     data_dir: Path,
+    config: CalibrateConfig | None = None,
     *,
-    method: Method = "temperature",
-    chunking: ChunkingSettings | None = None,
-    target_precision: float | None = None,
     threads: int = 2,
     min_roc_auc: float = MIN_ROC_AUC,
 ) -> CalibrationResult:
     """Rewrite ``bundle_dir``'s manifest with chunking, calibration and the tuned threshold."""
+    config = config or CalibrateConfig()
     manifest = read_manifest(bundle_dir)
-    chunking = chunking or manifest.chunking
+    chunking = config.chunking
     target = float(
-        target_precision
-        if target_precision is not None
+        config.target_precision
+        if config.target_precision is not None
         else manifest.metrics.get("target_precision", 0.95)
     )
     # Raw (uncalibrated) scores with the chunking that will ship: what calibration fits.
@@ -126,7 +124,7 @@ def calibrate_bundle(
     )
     margins = runner.margins(validation["text"].astype(str).tolist())
     refuse_collapsed(labels, margins, weights, min_roc_auc)
-    calibration = fit_calibration(margins, labels, weights, method)
+    calibration = fit_calibration(margins, labels, weights, config.method)
     calibration = calibration.model_copy(
         update={
             "fitted_on": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from training.evaluate.metrics import binary_metrics, format_metrics, metrics_by
 from training.prepare.tables import read_table
 
 LANGUAGE_COLUMNS = ("lang", "language")
+SOURCE_COLUMN = "source"
 
 
 def parse_labels(values: pd.Series, names: list[str], column: str) -> np.ndarray:
@@ -40,8 +42,13 @@ def evaluate_file(
     threshold: float | None = None,
     batch_size: int = 32,
     threads: int = 2,
+    sources: Sequence[str] = (),
 ) -> dict[str, Any]:
-    table = read_table(data, sep)
+    """Metrics at the bundle's threshold, per language and per source where the table has
+    those columns. ``sources`` keeps only those sources' rows: e.g. the synthetic and
+    sentiment-corpus rows of a prepared test split, the "in-distribution" part of a split
+    that also holds real data."""
+    table = select_sources(read_table(data, sep), sources, data)
     for column in (text_column, label_column):
         if column not in table.columns:
             raise ConfigurationError(
@@ -59,9 +66,29 @@ def evaluate_file(
     language = next((c for c in LANGUAGE_COLUMNS if c in table.columns), None)
     if language:
         result["per_language"] = metrics_by_group(labels, scores, table[language].astype(str), cut)
+    if SOURCE_COLUMN in table.columns:
+        result["per_source"] = metrics_by_group(
+            labels, scores, table[SOURCE_COLUMN].astype(str), cut
+        )
+    if sources:
+        result["sources"] = sorted(sources)
     result["model_version"] = manifest.model_version
     result["seconds"] = round(seconds, 3)
     return result
+
+
+def select_sources(table: pd.DataFrame, sources: Sequence[str], data: Path) -> pd.DataFrame:
+    if not sources:
+        return table
+    if SOURCE_COLUMN not in table.columns:
+        raise ConfigurationError(f"{data} has no {SOURCE_COLUMN!r} column to select sources by")
+    present = set(table[SOURCE_COLUMN].astype(str))
+    unknown = sorted(set(sources) - present)
+    if unknown:
+        raise ConfigurationError(
+            f"{data} has no rows from source(s) {unknown}; its sources are {sorted(present)}"
+        )
+    return table[table[SOURCE_COLUMN].astype(str).isin(set(sources))].reset_index(drop=True)
 
 
 def format_result(result: dict[str, Any]) -> str:
@@ -70,4 +97,6 @@ def format_result(result: dict[str, Any]) -> str:
     ]
     for language, metrics in result.get("per_language", {}).items():
         lines += ["", format_metrics(metrics, f"language {language}")]
+    for source, metrics in result.get("per_source", {}).items():
+        lines += ["", format_metrics(metrics, f"source {source}")]
     return "\n".join(lines)
