@@ -485,7 +485,9 @@ def distill(
     """Distill a smaller student from the fine-tuned model (soft labels on the training
     texts plus unlabelled texts), export and quantize it like the teacher, and compare
     the two bundles on the test split and every dev set."""
-    from training.config import DEFAULT_RECIPE, DistillConfig, ExportConfig
+    from schemas.bundle import read_manifest
+    from training.calibrate.run import calibrate_bundle
+    from training.config import DEFAULT_RECIPE, CalibrateConfig, DistillConfig, ExportConfig
     from training.distill.report import teacher_vs_student
     from training.distill.run import distill as run_distill
     from training.distill.run import unlabelled_texts
@@ -530,6 +532,19 @@ def distill(
         typer.echo(f"bundle {exported.manifest.model_version} written to {target}")
         reference = teacher_bundle or work / "bundle"
         if (reference / "bundle.json").is_file():
+            teacher_manifest = read_manifest(reference)
+            if teacher_manifest.calibration.method != "none" or teacher_manifest.chunking.enabled:
+                # Scored as the teacher is (windows, scaling, its precision target), or the
+                # side-by-side would compare chunking with truncation on long texts.
+                calibrated = calibrate_bundle(
+                    target,
+                    data_dir,
+                    CalibrateConfig(
+                        method=teacher_manifest.calibration.method,
+                        chunking=teacher_manifest.chunking,
+                    ),
+                )
+                typer.echo(f"like the teacher: {calibration_line(calibrated)}")
             dev = suite or settings.data.dev_suite_dir
             result_dir = work / "comparison"
             teacher_vs_student(

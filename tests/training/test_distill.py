@@ -4,6 +4,7 @@ plus unlabelled texts, exported like the teacher and compared with it."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -86,8 +87,10 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
 ) -> None:
     from depdetect.cli import train
     from depdetect.settings import Settings
-    from schemas.bundle import MODEL_FILE, read_manifest
+    from schemas.bundle import MODEL_FILE, ChunkingSettings, read_manifest
     from services.inference.runner import ModelRunner
+    from training.calibrate.run import calibrate_bundle
+    from training.config import CalibrateConfig
     from training.finetune.result import FinetuneResult
     from training.prepare.run import read_split
 
@@ -109,6 +112,15 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
         ctx.obj = Settings(_env_file=None)  # type: ignore[call-arg]
 
     app.add_typer(train.app, name="train")
+    # A calibrated teacher with chunked scoring: the student must be scored the same way.
+    teacher_bundle = tmp_path / "teacher-bundle"
+    shutil.copytree(tiny_run.exported.bundle_dir, teacher_bundle)
+    chunking = ChunkingSettings(enabled=True, stride=8, max_chunks=4)
+    calibrate_bundle(
+        teacher_bundle,
+        tiny_run.prepared.directory,
+        CalibrateConfig(method="temperature", chunking=chunking),
+    )
     student_dir, bundle = tmp_path / "student", tmp_path / "bundle-distilled"
     result = CliRunner().invoke(
         app,
@@ -124,7 +136,7 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
             "--bundle",
             str(bundle),
             "--teacher-bundle",
-            str(tiny_run.exported.bundle_dir),
+            str(teacher_bundle),
             "--suite",
             str(suite),
             "--unlabelled",
@@ -149,6 +161,9 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
     assert info.validation["roc_auc"] is not None and info.history
     manifest = read_manifest(bundle)
     assert "distilled to 1 of 2 layers" in manifest.base_model
+    assert manifest.chunking == chunking
+    assert manifest.calibration.method == "temperature"
+    assert manifest.calibration.fitted_on["split"] == "validation"
     assert manifest.metrics["parity"]["n"] > 0
     runner = ModelRunner.from_bundle(bundle)
     assert runner.predict_proba(["ich bin so müde", "ein schöner tag"]).shape == (2,)
