@@ -542,6 +542,9 @@ def distill(
                     CalibrateConfig(
                         method=teacher_manifest.calibration.method,
                         chunking=teacher_manifest.chunking,
+                        target_precision=teacher_manifest.metrics.get("calibration", {}).get(
+                            "target_precision"
+                        ),
                     ),
                 )
                 typer.echo(f"like the teacher: {calibration_line(calibrated)}")

@@ -119,7 +119,7 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
     calibrate_bundle(
         teacher_bundle,
         tiny_run.prepared.directory,
-        CalibrateConfig(method="temperature", chunking=chunking),
+        CalibrateConfig(method="temperature", chunking=chunking, target_precision=0.7),
     )
     student_dir, bundle = tmp_path / "student", tmp_path / "bundle-distilled"
     result = CliRunner().invoke(
@@ -164,6 +164,7 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
     assert manifest.chunking == chunking
     assert manifest.calibration.method == "temperature"
     assert manifest.calibration.fitted_on["split"] == "validation"
+    assert manifest.metrics["calibration"]["target_precision"] == 0.7
     assert manifest.metrics["parity"]["n"] > 0
     runner = ModelRunner.from_bundle(bundle)
     assert runner.predict_proba(["ich bin so müde", "ein schöner tag"]).shape == (2,)
