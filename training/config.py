@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, get_args
 
 from schemas.bundle import ChunkingSettings
 from schemas.errors import ConfigurationError
@@ -307,10 +307,8 @@ class CalibrateConfig:
     target_precision: float | None = None
 
     def __post_init__(self) -> None:
-        _require(
-            self.method in ("none", "temperature", "platt"),
-            "the calibration method must be none, temperature or platt",
-        )
+        methods = get_args(CalibrationMethod)
+        _require(self.method in methods, f"the calibration method must be one of {list(methods)}")
         _require(
             self.target_precision is None or 0 < self.target_precision <= 1,
             "target_precision must be in (0, 1]",

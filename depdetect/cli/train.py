@@ -323,8 +323,8 @@ def run_all(
     calibrate: Annotated[
         str,
         typer.Option(
-            help="Then `train calibrate` with this method (none, temperature or platt): "
-            "chunked scoring of long texts, scaling and threshold fit on validation"
+            help="Then `train calibrate` with this method (temperature or platt; none: "
+            "skip it): chunked scoring of long texts, scaling and threshold fit on validation"
         ),
     ] = "none",
 ) -> None:
@@ -486,8 +486,8 @@ def distill(
     texts plus unlabelled texts), export and quantize it like the teacher, and compare
     the two bundles on the test split and every dev set."""
     from schemas.bundle import read_manifest
-    from training.calibrate.run import calibrate_bundle
-    from training.config import DEFAULT_RECIPE, CalibrateConfig, DistillConfig, ExportConfig
+    from training.calibrate.run import calibrate_bundle, config_of
+    from training.config import DEFAULT_RECIPE, DistillConfig, ExportConfig
     from training.distill.report import teacher_vs_student
     from training.distill.run import distill as run_distill
     from training.distill.run import unlabelled_texts
@@ -532,21 +532,11 @@ def distill(
         typer.echo(f"bundle {exported.manifest.model_version} written to {target}")
         reference = teacher_bundle or work / "bundle"
         if (reference / "bundle.json").is_file():
-            teacher_manifest = read_manifest(reference)
-            if teacher_manifest.calibration.method != "none" or teacher_manifest.chunking.enabled:
+            like_teacher = config_of(read_manifest(reference))
+            if like_teacher is not None:
                 # Scored as the teacher is (windows, scaling, its precision target), or the
                 # side-by-side would compare chunking with truncation on long texts.
-                calibrated = calibrate_bundle(
-                    target,
-                    data_dir,
-                    CalibrateConfig(
-                        method=teacher_manifest.calibration.method,
-                        chunking=teacher_manifest.chunking,
-                        target_precision=teacher_manifest.metrics.get("calibration", {}).get(
-                            "target_precision"
-                        ),
-                    ),
-                )
+                calibrated = calibrate_bundle(target, data_dir, like_teacher)
                 typer.echo(f"like the teacher: {calibration_line(calibrated)}")
             dev = suite or settings.data.dev_suite_dir
             result_dir = work / "comparison"

@@ -13,7 +13,8 @@ from schemas.bundle import read_manifest
 
 pytestmark = pytest.mark.training
 
-COMMON = ["--max-steps", "6", "--eval-steps", "3", "--batch-size", "16", "--lr", "0.005"]
+# 60 steps: long enough for the tiny model to rank better than chance (calibrate refuses less).
+COMMON = ["--max-steps", "60", "--eval-steps", "30", "--batch-size", "16", "--lr", "0.005"]
 COMMON += ["--max-length", "64", "--seed", "1", "--device", "cpu"]
 
 
@@ -44,8 +45,7 @@ def test_stage_commands_build_the_bundle_train_all_builds(
 
     torch.set_num_threads(1)
     data = ["--input", f"{sample_csv}:1.5", "--no-sentiment"]
-    # Long enough for the tiny model to rank better than chance: calibrate refuses less.
-    model = ["--base-model", str(tiny_encoder), *COMMON, "--max-steps", "60", "--eval-steps", "30"]
+    model = ["--base-model", str(tiny_encoder), *COMMON]
 
     staged = tmp_path / "staged"
     app = _cli(staged, monkeypatch)

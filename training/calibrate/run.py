@@ -94,6 +94,19 @@ def refuse_collapsed(
         )
 
 
+def config_of(manifest: BundleManifest) -> CalibrateConfig | None:
+    """The calibration a bundle was given (None: neither scaling nor chunking), to give
+    another bundle the same (a distilled student its teacher's)."""
+    if manifest.calibration.method == "none" and not manifest.chunking.enabled:
+        return None
+    report = manifest.metrics.get("calibration", {})
+    return CalibrateConfig(
+        method=manifest.calibration.method,
+        chunking=manifest.chunking,
+        target_precision=report.get("target_precision"),
+    )
+
+
 def calibrate_bundle(
     bundle_dir: Path,
     data_dir: Path,
