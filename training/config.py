@@ -268,6 +268,10 @@ class DistillConfig:
     max_length: int | None = None
     #: At most this many unlabelled texts, sampled (None: all).
     max_unlabelled: int | None = 20_000
+    #: How the shipped bundle cuts long texts into windows; when enabled, every window
+    #: after a text's first joins the training rows with the teacher's soft label only, so
+    #: that the student learns to score mid-text windows as served (None: first windows).
+    windows: ChunkingSettings | None = None
     #: Freezing the word embeddings (the student shares the teacher's) halves a CPU step.
     freeze_word_embeddings: bool = True
     #: Stop after this many optimiser steps (None: run the epochs). For smoke runs.

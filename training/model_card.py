@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.bundle import BundleManifest
+from training.evaluate.markdown import markdown_table
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
@@ -18,19 +19,13 @@ def _row(name: str, m: dict[str, Any]) -> str:
     )
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
 def dev_suite_lines(suite: dict[str, Any]) -> list[str]:
     """The cross-domain table: one row per model, set and language."""
     if not suite:
         return []
-    keys: tuple[str, ...] = ("set", "language", "n", "positives", "precision", "recall", "f1")
-    keys += ("roc_auc", "pr_auc", "flag_rate")
-    lines = [
+    from training.evaluate.suite import INTERVALS_NOTE, table_lines
+
+    return [
         "",
         f"## Cross-domain dev suite (`{suite.get('suite', '?')}`: reported only, never "
         "trained or tuned on)",
@@ -38,15 +33,10 @@ def dev_suite_lines(suite: dict[str, Any]) -> list[str]:
         "Each model at its own threshold (tuned on the validation split). `bundle (truncated)` "
         "is this bundle with chunked scoring off; `tfidf` is the reference: "
         f"{suite.get('reference', 'TF-IDF + logistic regression')}, trained on the same "
-        "training split.",
+        f"training split. {INTERVALS_NOTE}",
         "",
-        "| model | " + " | ".join(keys) + " |",
-        "|" + "---|" * (len(keys) + 1),
+        *table_lines(suite),
     ]
-    for model, body in suite.get("models", {}).items():
-        for row in body.get("rows", []):
-            lines.append(f"| {model} | " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
-    return lines
 
 
 def loso_lines(loso: dict[str, Any]) -> list[str]:
@@ -62,10 +52,8 @@ def loso_lines(loso: dict[str, Any]) -> list[str]:
         "validation rows. For a one-label source the flag rate is its false-flag rate (all 0) "
         "or its recall (all 1).",
         "",
-        "| " + " | ".join(keys) + " |",
-        "|" + "---|" * len(keys),
+        *markdown_table(keys, ([r.get(k) for k in keys] for r in loso["rows"])),
     ]
-    lines += ["| " + " | ".join(_cell(r.get(k)) for k in keys) + " |" for r in loso["rows"]]
     return lines
 
 

@@ -476,6 +476,13 @@ def distill(
     lr: LearningRate = 1e-4,
     max_length: Annotated[int | None, typer.Option(help="Default: the teacher's")] = None,
     max_unlabelled: Annotated[int, typer.Option(help="Unlabelled texts at most")] = 20000,
+    windows: Annotated[
+        bool,
+        typer.Option(
+            help="Train on the later windows of long texts too (teacher's soft labels), cut "
+            "as the teacher bundle scores them; needs a teacher bundle with chunking"
+        ),
+    ] = True,
     max_steps: MaxSteps = None,
     seed: Seed = 42,
     device: Device = "auto",
@@ -500,7 +507,14 @@ def distill(
     sources = list(unlabelled or [])
     if real_train:
         sources += sorted(settings.data.real_train_dir.glob("*.csv"))
+    reference = teacher_bundle or work / "bundle"
     try:
+        # The student is scored as the teacher is (windows, scaling, its precision target),
+        # or the side-by-side would compare chunking with truncation on long texts.
+        like_teacher = (
+            config_of(read_manifest(reference)) if (reference / "bundle.json").is_file() else None
+        )
+        chunking = like_teacher.chunking if like_teacher is not None else None
         config = DistillConfig(
             layers=layers,
             layer_choice=layer_choice,  # type: ignore[arg-type]
@@ -511,6 +525,7 @@ def distill(
             learning_rate=lr,
             max_length=max_length,
             max_unlabelled=max_unlabelled,
+            windows=chunking if windows and chunking is not None and chunking.enabled else None,
             max_steps=max_steps,
             seed=seed,
             device=device,  # type: ignore[arg-type]
@@ -530,12 +545,8 @@ def distill(
             work_dir=work / "export-distilled",
         )
         typer.echo(f"bundle {exported.manifest.model_version} written to {target}")
-        reference = teacher_bundle or work / "bundle"
         if (reference / "bundle.json").is_file():
-            like_teacher = config_of(read_manifest(reference))
             if like_teacher is not None:
-                # Scored as the teacher is (windows, scaling, its precision target), or the
-                # side-by-side would compare chunking with truncation on long texts.
                 calibrated = calibrate_bundle(target, data_dir, like_teacher)
                 typer.echo(f"like the teacher: {calibration_line(calibrated)}")
             dev = suite or settings.data.dev_suite_dir

@@ -82,6 +82,29 @@ def test_training_rows_leave_out_held_out_and_duplicate_texts(tiny_run) -> None:
     assert len(training_rows(tiny_run.prepared, extra, 1, 0)) == tiny_run.prepared.rows["train"] + 1
 
 
+def test_later_windows_are_the_services_windows_after_the_first(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    from schemas.bundle import ChunkingSettings
+    from services.inference.runner import ModelRunner, windows
+    from training.finetune.data import encode_texts, later_windows
+    from training.prepare.run import read_split
+    from training.tokenizer_loading import load_tokenizer
+
+    bundle = tiny_run.exported.bundle_dir
+    chunking = ChunkingSettings(enabled=True, stride=8, max_chunks=4)
+    runner = ModelRunner.from_bundle(bundle, chunking=chunking)
+    texts = read_split(tiny_run.prepared.directory, "test")["text"].astype(str).tolist()
+    long_text, short = " ".join(texts[:30]), texts[0]
+    (encoding,) = runner.encode([long_text])
+    served = windows(encoding.ids, encoding.special_tokens_mask, runner.max_length, chunking)
+    assert len(served) == 4  # capped: the text runs far past four windows
+    tokenizer = load_tokenizer(tiny_run.finetuned.model_dir)
+    args = (tokenizer, runner.max_length, tiny_run.finetuned.normalization)
+    # Training's first window is plain truncation; the rest are exactly the served ones.
+    assert encode_texts([long_text], *args) == served[:1]
+    assert later_windows([short, long_text, short], *args, chunking) == served[1:]
+    assert later_windows([short], *args, chunking) == []
+
+
 def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-untyped-def]
     tiny_run, tmp_path: Path, monkeypatch
 ) -> None:
@@ -158,6 +181,8 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
     info = FinetuneResult.load(student_dir)
     assert info.config["teacher_layers"] == [1]
     assert info.config["rows"]["unlabelled"] == 40
+    # Taught on long texts' windows as the teacher bundle cuts them.
+    assert info.config["distill"]["windows"]["stride"] == 8
     assert info.validation["roc_auc"] is not None and info.history
     manifest = read_manifest(bundle)
     assert "distilled to 1 of 2 layers" in manifest.base_model
@@ -173,5 +198,8 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
     comparison = json.loads((tmp_path / "work" / "comparison" / "distilled.json").read_text())
     assert set(comparison["models"]) == {"teacher", "student"}
     assert {"test (in-distribution)", "dev_a"} <= set(comparison["auc_drop"])
+    for drop in comparison["auc_drop"].values():
+        low, high = drop["ci"]
+        assert low <= high and "95 % interval" in result.output
     assert comparison["speed"]["speedup"] > 0
     assert "ROC-AUC drop" in result.output and "dev_a" in result.output

@@ -175,9 +175,15 @@ def test_suite_table_per_set_and_language_with_reference(  # type: ignore[no-unt
     zeros = pd.read_csv(suite / "all_zero.csv", sep="|", keep_default_na=False)
     expected = float(np.mean(runner.predict_proba(zeros["text"].tolist()) >= threshold))
     assert zero["flag_rate"] == pytest.approx(expected)
+    low, high = zero["flag_rate_ci"]
+    assert low <= zero["flag_rate"] <= high and zero["roc_auc_ci"] is None
+    mixed_row = rows[("mixed", "all")]
+    assert mixed_row["roc_auc_ci"][0] <= mixed_row["roc_auc"] <= mixed_row["roc_auc_ci"][1]
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["mixed_roc_pr.png"]
     table = format_table(result)
     assert "| tfidf | mixed | all |" in table
+    ci = mixed_row["roc_auc_ci"]
+    assert f"{mixed_row['roc_auc']:.3f} ({ci[0]:.3f}–{ci[1]:.3f})" in table
 
 
 def test_tfidf_reference_and_leave_one_source_out() -> None:

@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from services.inference.runner import ModelRunner
 from training.evaluate.recipes import throughput
 from training.evaluate.suite import format_table, rows_for, suite_tables
+from training.evaluate.uncertainty import auc_difference_interval
 from training.prepare.run import read_split
 
 #: ROC-AUC the student may lose: in distribution (test split), and on each other set.
@@ -39,11 +42,14 @@ def teacher_vs_student(
     if suite is not None:
         tables.update(suite_tables(suite))
     result: dict[str, Any] = {"models": {}}
+    scores: dict[str, dict[str, np.ndarray]] = {}
     for name, runner in runners.items():
         rows = []
         for set_name, table in tables.items():
-            scores = runner.predict_proba(table["text"].astype(str).tolist())
-            rows += rows_for(set_name, table, scores, runner.threshold)
+            scores.setdefault(set_name, {})[name] = runner.predict_proba(
+                table["text"].astype(str).tolist()
+            )
+            rows += rows_for(set_name, table, scores[set_name][name], runner.threshold)
         result["models"][name] = {"threshold": runner.threshold, "rows": rows}
     bench = tables[TEST_SET]["text"].astype(str).tolist()[:bench_texts]
     speed = {name: throughput(r, bench, batch_sizes, 2) for name, r in runners.items()}
@@ -57,6 +63,12 @@ def teacher_vs_student(
         "texts": len(bench),
     }
     result["auc_drop"] = auc_drops(result)
+    for set_name, drop in result["auc_drop"].items():
+        drop["ci"] = auc_difference_interval(
+            tables[set_name]["label"].to_numpy(dtype=int),
+            scores[set_name]["teacher"],
+            scores[set_name]["student"],
+        )
     result["meets_goal"] = result["speed"]["speedup"] >= MIN_SPEEDUP and all(
         d["within"] for d in result["auc_drop"].values()
     )
@@ -99,9 +111,12 @@ def format_distilled(result: dict[str, Any]) -> str:
         "ROC-AUC drop teacher - student per set:",
     ]
     for name, d in result["auc_drop"].items():
+        ci = d.get("ci")
+        interval = f", 95 % interval {ci[0]:+.4f} to {ci[1]:+.4f}" if ci else ""
         lines.append(
-            f"  {name}: {d['drop']:+.4f} (allowed {d['allowed']}) "
+            f"  {name}: {d['drop']:+.4f} (allowed {d['allowed']}{interval}) "
             f"{'ok' if d['within'] else 'TOO LARGE'}"
         )
+    lines.append("  (interval: paired stratified bootstrap over the set's texts)")
     lines.append(f"\nmeets every bar: {'yes' if result['meets_goal'] else 'no'}")
     return "\n".join(lines)

@@ -3,9 +3,11 @@
 The student (fewer layers, copied from the teacher) learns the teacher's softened
 outputs (KL divergence at temperature T, scaled by T^2) on the training texts plus
 unlabelled texts, and the labels where there are some (weighted cross-entropy, as the
-teacher's fine-tuning). Texts of the validation and test splits are never trained on,
-labelled or not. The student directory carries a ``training_info.json`` like any
-fine-tuned model, so ``export_bundle`` exports and quantizes it exactly like the teacher.
+teacher's fine-tuning). With ``DistillConfig.windows``, the later windows of long texts
+(cut as the bundle will cut them) are trained on too, with the teacher's soft labels.
+Texts of the validation and test splits are never trained on, labelled or not. The
+student directory carries a ``training_info.json`` like any fine-tuned model, so
+``export_bundle`` exports and quantizes it exactly like the teacher.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from schemas.text import dedup_key
 from training.config import DistillConfig
 from training.distill.student import build_student, chosen_layers
 from training.evaluate.metrics import binary_metrics, metrics_by_group
-from training.finetune.data import encode_texts, pad_batch
+from training.finetune.data import encode_texts, later_windows, pad_batch
 from training.finetune.result import FinetuneResult
 from training.finetune.scoring import torch_scores
 from training.finetune.trainer import class_weights, device_precision, weighted_loss
@@ -190,10 +192,23 @@ def distill(
 
     rows = training_rows(prepared, unlabelled, config.max_unlabelled, config.seed)
     input_ids = encode_texts(rows["text"].tolist(), tokenizer, max_length, normalization)
+    extra: list[list[int]] = []
+    if config.windows is not None and config.windows.enabled:
+        extra = later_windows(
+            rows["text"].tolist(), tokenizer, max_length, normalization, config.windows
+        )
+        if config.progress:
+            print(f"distill: {len(extra)} later windows of long texts added", flush=True)
+    input_ids += extra
     teacher_logits = logits_of(teacher, input_ids, pad_id, config.batch_size * 2)
     del teacher
-    labels = torch.tensor(rows["label"].to_numpy(), dtype=torch.long)
-    weights = torch.tensor(rows["weight"].to_numpy(), dtype=torch.float32)
+    labels = torch.tensor(
+        np.concatenate([rows["label"].to_numpy(), np.full(len(extra), UNLABELLED)]),
+        dtype=torch.long,
+    )
+    weights = torch.tensor(
+        np.concatenate([rows["weight"].to_numpy(), np.ones(len(extra))]), dtype=torch.float32
+    )
     label_weights = class_weights([int(x) for x in rows["label"] if x != UNLABELLED])
 
     validation = read_split(prepared.directory, "validation")
@@ -281,12 +296,16 @@ def distill(
         steps=step,
         train_seconds=round(time.perf_counter() - started, 2),
         config={
-            "distill": asdict(config),
+            "distill": {
+                **asdict(config),
+                "windows": config.windows.model_dump() if config.windows else None,
+            },
             "teacher_layers": layers,
             "teacher_validation": _headline(teacher_info.validation),
             "rows": {
                 "labelled": int((rows["label"] != UNLABELLED).sum()),
                 "unlabelled": int((rows["label"] == UNLABELLED).sum()),
+                "later_windows": len(extra),
             },
         },
         data=prepared.fingerprint(),

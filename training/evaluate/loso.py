@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from schemas.text import NormalizationSettings
+from training.evaluate.markdown import markdown_table
 from training.evaluate.metrics import binary_metrics
 from training.evaluate.reference import TfidfReference
 
@@ -60,10 +61,5 @@ def leave_one_source_out(
 
 
 def format_loso(rows: list[dict[str, Any]]) -> str:
-    def cell(value: Any) -> str:
-        return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-
     keys = ("source", "n", "label1_rate", "roc_auc", "pr_auc", "precision", "recall", "flag_rate")
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
+    return "\n".join(markdown_table(keys, ([r[k] for k in keys] for r in rows)))

@@ -4,7 +4,8 @@ Each ``*.csv`` (``text|label|language|...``) is a set; its rows are scored by th
 bundle's runner (the service's scorer, chunking and calibration included) and, when
 given, by the TF-IDF reference. One row per set and per language within a set: n,
 positives, precision, recall and F1 at the threshold, ROC-AUC, PR-AUC and the flag
-rate (the share flagged: the false-flag rate of a set that is all label 0).
+rate (the share flagged: the false-flag rate of a set that is all label 0), with 95 %
+intervals for ROC-AUC and the flag rate (``training.evaluate.uncertainty``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import pandas as pd
 
 from schemas.errors import ConfigurationError
 from services.inference.runner import ModelRunner
+from training.evaluate.markdown import cell, markdown_table
 from training.evaluate.metrics import binary_metrics
+from training.evaluate.uncertainty import auc_interval, rate_interval
 from training.prepare.tables import read_table
 
 Scorer = Callable[[Sequence[str]], np.ndarray]
@@ -55,6 +58,7 @@ def rows_for(
     rows = []
     for label, mask in slices:
         metrics = binary_metrics(labels[mask], scores[mask], threshold)
+        flagged = int((scores[mask] >= threshold).sum())
         rows.append(
             {
                 "set": name,
@@ -65,8 +69,10 @@ def rows_for(
                 "recall": metrics["recall"] if labels[mask].any() else None,
                 "f1": metrics["f1"] if labels[mask].any() else None,
                 "roc_auc": metrics["roc_auc"],
+                "roc_auc_ci": auc_interval(labels[mask], scores[mask]),
                 "pr_auc": metrics["pr_auc"],
-                "flag_rate": float((scores[mask] >= threshold).mean()) if mask.any() else None,
+                "flag_rate": flagged / int(mask.sum()) if mask.any() else None,
+                "flag_rate_ci": rate_interval(flagged, int(mask.sum())),
                 "threshold": threshold,
             }
         )
@@ -105,24 +111,32 @@ def bundle_scorer(bundle: Path, threads: int = 2, batch_size: int = 32) -> tuple
     return (lambda texts: runner.predict_proba(texts, batch_size)), runner.threshold
 
 
-def format_table(result: dict[str, Any]) -> str:
-    def cell(value: Any) -> str:
-        if value is None:
-            return "—"
-        if isinstance(value, float):
-            return f"{value:.3f}"
-        return str(value)
+INTERVALS_NOTE = "In brackets: 95 % intervals (ROC-AUC: stratified bootstrap; flag rate: Wilson)."
 
-    header = ["model", *COLUMNS, *COLUMNS_AUC]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for model, body in result["models"].items():
-        for row in body["rows"]:
-            lines.append(
-                "| " + " | ".join([model, *(cell(row[c]) for c in (*COLUMNS, *COLUMNS_AUC))]) + " |"
-            )
+
+def _with_interval(row: dict[str, Any], column: str) -> str:
+    interval = row.get(f"{column}_ci")
+    if row.get(column) is None or interval is None:
+        return cell(row.get(column))
+    return f"{row[column]:.3f} ({interval[0]:.3f}–{interval[1]:.3f})"
+
+
+def table_lines(result: dict[str, Any]) -> list[str]:
+    """The suite as a markdown table: one row per model, set and language."""
+    return markdown_table(
+        ["model", *COLUMNS, *COLUMNS_AUC],
+        (
+            [model, *(cell(row.get(c)) for c in COLUMNS)]
+            + [_with_interval(row, c) for c in COLUMNS_AUC]
+            for model, body in result.get("models", {}).items()
+            for row in body.get("rows", [])
+        ),
+    )
+
+
+def format_table(result: dict[str, Any]) -> str:
     thresholds = ", ".join(f"{m} {b['threshold']:.4f}" for m, b in result["models"].items())
-    lines += ["", f"thresholds: {thresholds}"]
-    return "\n".join(lines)
+    return "\n".join([*table_lines(result), "", f"thresholds: {thresholds}", INTERVALS_NOTE])
 
 
 def write_curves(

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from schemas.bundle import ChunkingSettings
 from schemas.text import NormalizationSettings, normalize_text
 
 
@@ -23,6 +24,27 @@ def encode_texts(
     """Token ids, unpadded: the training side of the train/serve token contract."""
     normalized = [normalize_text(t, normalization) for t in texts]
     return list(tokenizer(normalized, truncation=True, max_length=max_length)["input_ids"])
+
+
+def later_windows(
+    texts: Sequence[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    normalization: NormalizationSettings,
+    chunking: ChunkingSettings,
+) -> list[list[int]]:
+    """Every window after the first of each text longer than ``max_length`` tokens, cut
+    as the service's chunked scoring cuts it (the first window is what
+    :func:`encode_texts` gives): what a student must learn to score like its teacher."""
+    from services.inference.runner import windows
+
+    normalized = [normalize_text(t, normalization) for t in texts]
+    encoded = tokenizer(normalized, truncation=False, return_special_tokens_mask=True)
+    out: list[list[int]] = []
+    for ids, special in zip(encoded["input_ids"], encoded["special_tokens_mask"], strict=True):
+        if len(ids) > max_length:
+            out += windows(ids, special, max_length, chunking)[1:]
+    return out
 
 
 class EncodedTexts(Dataset[dict[str, Any]]):
