@@ -175,6 +175,7 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
             "--device",
             "cpu",
             "--no-enforce-parity",
+            "--windows",
         ],
     )
     assert result.exit_code == 0, result.output
