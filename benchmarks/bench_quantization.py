@@ -16,7 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.evaluate.recipes import compare_recipes, layer_sensitivity, pick
+from training.evaluate.recipes import (
+    compare_recipes,
+    ffn_output_sensitivity,
+    layer_sensitivity,
+    pick,
+)
 
 
 def main() -> None:
@@ -31,6 +36,13 @@ def main() -> None:
         metavar="RECIPE:LAYERS",
         help="also RECIPE with one layer at a time left fp32, e.g. fused-per-channel:12",
     )
+    parser.add_argument(
+        "--ffn-sensitivity",
+        type=int,
+        default=None,
+        metavar="LAYERS",
+        help="also one layer at a time with its FFN output 8-bit weight-only, the rest int8",
+    )
     parser.add_argument("--bench-texts", type=int, default=300)
     parser.add_argument("--batch-sizes", default="8,16,32,64")
     parser.add_argument("--repeats", type=int, default=2)
@@ -41,6 +53,8 @@ def main() -> None:
     if args.sensitivity:
         base, layers = args.sensitivity.split(":")
         recipes |= layer_sensitivity(base, int(layers))
+    if args.ffn_sensitivity:
+        recipes |= ffn_output_sensitivity(args.ffn_sensitivity)
     compare_recipes(
         args.model,
         args.data,

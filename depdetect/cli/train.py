@@ -97,6 +97,13 @@ Recipe = Annotated[
         "`train compare --recipes all` measures them)"
     ),
 ]
+QuantAwareSteps = Annotated[
+    int,
+    typer.Option(
+        help="Quantization-aware tuning steps before quantizing: the weights learn to keep "
+        "the fine-tuned model's logits under the recipe's int8 (0: off)"
+    ),
+]
 
 
 def _encoder(base_model: str, offline: bool, cache: Path | None) -> tuple[str, str | None]:
@@ -263,9 +270,11 @@ def export(
     ] = None,
     parity_texts: Annotated[int, typer.Option(help="Texts for the parity check")] = 500,
     enforce_parity: Annotated[bool, typer.Option(help="Refuse a bundle below 99.5%")] = True,
+    quant_aware_steps: QuantAwareSteps = 0,
+    device: Device = "auto",
 ) -> None:
     """Export to ONNX, optimise, quantize int8, check parity, write the bundle + card."""
-    from training.config import DEFAULT_RECIPE, ExportConfig
+    from training.config import DEFAULT_RECIPE, ExportConfig, QuantAwareConfig
     from training.export.run import export_bundle
 
     settings = state_settings(ctx)
@@ -280,6 +289,10 @@ def export(
                 per_channel=per_channel,
                 parity_texts=parity_texts,
                 enforce_parity=enforce_parity,
+                quant_aware=QuantAwareConfig(
+                    steps=quant_aware_steps,
+                    device=device,  # type: ignore[arg-type]
+                ),
             ),
             work_dir=work / "export",
         )

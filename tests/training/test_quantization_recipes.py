@@ -58,14 +58,44 @@ def test_every_recipe_builds_a_graph_of_its_shape(tiny_run, tmp_path: Path, name
     assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
 
 
+def test_weight_only_goes_to_the_lower_layers_only(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from training.export.quantize import in_lower_layers, quantize_recipe
+
+    names = [f"/model/bert/encoder/layer.{i}/output/dense/MatMul" for i in range(12)]
+    assert in_lower_layers([*names, "/pooler/MatMul"], 0.5) == [*names[:6], "/pooler/MatMul"]
+    assert in_lower_layers(names[:6], 0.5) == names[:3]  # a 6-layer student: its lower 3
+    assert in_lower_layers(names[:1], 0.1) == names[:1]  # never none
+    recipe = RECIPES["rows-ffn8-lower"]
+    path = quantize_recipe(
+        tiny_run.exported.fp32_model, tmp_path, tiny_run.finetuned.model_dir, recipe
+    )
+    ops = _ops(path)
+    ffn_out = {
+        int(n.split("/layer.")[1].split("/")[0]): op
+        for n, op in ops.items()
+        if "/output/dense/MatMul" in n and "attention" not in n
+    }
+    assert ffn_out[0] == "MatMulNBits"  # the tiny encoder's 2 layers: the lower is layer 0
+    assert ffn_out[1] != "MatMulNBits"
+
+
 def _init_names(path: Path) -> list[str]:
     return [i.name for i in onnx.load(str(path)).graph.initializer]
 
 
 def test_recipe_table_measures_parity_speed_and_size(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from training.evaluate.recipes import compare_recipes, layer_sensitivity, pick
+    from training.evaluate.recipes import (
+        compare_recipes,
+        ffn_output_sensitivity,
+        layer_sensitivity,
+        pick,
+    )
 
-    chosen = pick("rows-ffn8,dynamic") | layer_sensitivity("fused-per-channel", 1)
+    chosen = (
+        pick("rows-ffn8,dynamic")
+        | layer_sensitivity("fused-per-channel", 1)
+        | ffn_output_sensitivity(1)
+    )
     rows = compare_recipes(
         tiny_run.finetuned.model_dir,
         tiny_run.prepared.directory,
@@ -90,6 +120,7 @@ def test_recipe_table_measures_parity_speed_and_size(tiny_run, tmp_path: Path) -
     assert [r["recipe"] for r in saved] == [r["recipe"] for r in rows]
     text = (tmp_path / "recipes.txt").read_text()
     assert "fused-per-channel+fp32:layer.0" in text and "x fp32" in text
+    assert "rows-ffn8:layer.0" in text
     with pytest.raises(ConfigurationError, match="unknown recipes"):
         pick("dynamic,nope")
 
@@ -167,11 +198,16 @@ def test_train_export_recipe_option(tiny_run, tmp_path: Path, monkeypatch) -> No
         "50",
     ]
     bundle = tmp_path / "b"
-    done = CliRunner().invoke(app, [*common, "--bundle", str(bundle), "--recipe", "dynamic"])
+    tuned = ["--quant-aware-steps", "2", "--device", "cpu"]
+    done = CliRunner().invoke(
+        app, [*common, "--bundle", str(bundle), "--recipe", "dynamic", *tuned]
+    )
     assert done.exit_code == 0, done.output
     manifest = read_manifest(bundle)
     assert manifest.quantization.startswith("recipe dynamic:")
     assert manifest.metrics["export"]["recipe"] == "dynamic"
+    assert manifest.metrics["export"]["quant_aware"]["steps"] == 2
+    assert "quantization-aware tuned for 2 steps" in manifest.quantization
     assert "Attention" not in set(_ops(bundle / MODEL_FILE).values())  # unfused
     refused = CliRunner().invoke(app, [*common, "--bundle", str(tmp_path / "c"), "--recipe", "x"])
     assert refused.exit_code != 0 and "unknown recipe" in refused.output

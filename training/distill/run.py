@@ -26,7 +26,6 @@ import torch
 from torch.nn import functional as F
 from transformers import (
     AutoModelForSequenceClassification,
-    PreTrainedModel,
     get_linear_schedule_with_warmup,
     set_seed,
 )
@@ -36,7 +35,13 @@ from schemas.text import dedup_key
 from training.config import DistillConfig
 from training.distill.student import build_student, chosen_layers
 from training.evaluate.metrics import binary_metrics, metrics_by_group
-from training.finetune.data import encode_texts, later_windows, pad_batch
+from training.finetune.data import (
+    encode_texts,
+    later_windows,
+    length_batches,
+    logits_of,
+    pad_batch,
+)
 from training.finetune.result import FinetuneResult
 from training.finetune.scoring import torch_scores
 from training.finetune.trainer import class_weights, device_precision, weighted_loss
@@ -102,23 +107,6 @@ def training_rows(
     )
 
 
-@torch.no_grad()
-def logits_of(
-    model: PreTrainedModel, input_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int
-) -> torch.Tensor:
-    """The model's logits per text, in input order (length-sorted batches)."""
-    model.eval()
-    device = next(model.parameters()).device
-    order = np.argsort([len(ids) for ids in input_ids], kind="stable")
-    out = torch.empty((len(input_ids), model.config.num_labels), dtype=torch.float32)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        batch = pad_batch([input_ids[i] for i in chunk], pad_id)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        out[torch.as_tensor(chunk)] = logits.float().cpu()
-    return out
-
-
 def distillation_loss(
     student: torch.Tensor,
     teacher: torch.Tensor,
@@ -142,18 +130,6 @@ def distillation_loss(
         hard = weighted_loss(student[labelled], labels[labelled], weights[labelled], label_weights)
         loss = loss + (1 - soft_weight) * hard
     return loss
-
-
-def length_batches(lengths: Sequence[int], size: int, rng: np.random.Generator) -> list[list[int]]:
-    """Shuffled batches of similar length (little padding), shuffled in order too."""
-    order = rng.permutation(len(lengths))
-    pool = size * 50
-    batches: list[list[int]] = []
-    for start in range(0, len(order), pool):
-        block = sorted(order[start : start + pool], key=lambda i: lengths[i])
-        batches += [block[i : i + size] for i in range(0, len(block), size)]
-    rng.shuffle(batches)  # type: ignore[arg-type]
-    return batches
 
 
 def distill(

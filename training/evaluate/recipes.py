@@ -55,6 +55,22 @@ def layer_sensitivity(base: str, layers: int) -> dict[str, QuantRecipe]:
     }
 
 
+def ffn_output_sensitivity(layers: int) -> dict[str, QuantRecipe]:
+    """Every MatMul dynamic int8 except one layer's FFN output projection, 8-bit
+    weight-only: which layers' FFN outputs are worth their slower kernel."""
+    from dataclasses import replace
+
+    recipe = RECIPES["rows-ffn8"]
+    return {
+        f"rows-ffn8:layer.{i}": replace(
+            recipe,
+            description=f"FFN output of layer {i} only 8-bit weight-only",
+            weight_only_nodes=(rf"/layer\.{i}/output/dense/MatMul$",),
+        )
+        for i in range(layers)
+    }
+
+
 def compare_recipes(
     model_dir: Path,
     data_dir: Path,

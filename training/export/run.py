@@ -18,6 +18,7 @@ from training.errors import ParityError
 from training.evaluate.metrics import binary_metrics, metrics_by_group
 from training.export.onnx_export import export_onnx, load_for_export
 from training.export.parity import parity
+from training.export.quant_aware import quant_aware_tune
 from training.export.quantize import CALIBRATION_TEXTS, quantize_recipe
 from training.finetune.result import FinetuneResult
 from training.finetune.scoring import torch_scores
@@ -57,12 +58,20 @@ def quantization_summary(config: ExportConfig) -> str:
     if recipe.int8_embedding_rows:
         parts.append("int8 per-row word embeddings")
     if recipe.weight_only_nodes:
-        parts.append(f"8-bit weight-only MatMulNBits for {', '.join(recipe.weight_only_nodes)}")
+        where = ", ".join(recipe.weight_only_nodes)
+        if recipe.weight_only_lower_share < 1:
+            where += f" in the lowest {recipe.weight_only_lower_share:.0%} of the layers"
+        parts.append(f"8-bit weight-only MatMulNBits for {where}")
     if recipe.exclude_nodes:
         parts.append(f"fp32 for {', '.join(recipe.exclude_nodes)}")
     if recipe.smooth_nodes:
         smoothed = ", ".join(recipe.smooth_nodes)
         parts.append(f"SmoothQuant (alpha {recipe.smooth_alpha}) for {smoothed}")
+    if config.quant_aware.steps:
+        parts.append(
+            f"weights quantization-aware tuned for {config.quant_aware.steps} steps "
+            "toward the fine-tuned model's logits"
+        )
     return "; ".join(parts)
 
 
@@ -89,9 +98,16 @@ def export_bundle(
     work = work_dir or bundle_dir.parent / f"{bundle_dir.name}-build"
     work.mkdir(parents=True, exist_ok=True)
 
-    fp32 = export_onnx(model_dir, work / "model-fp32.onnx", config.opset)
+    # The graph quantized is the fine-tuned model's, or its quantization-aware tuned
+    # copy; parity is always measured against the fine-tuned model itself.
+    quantized_from = model_dir
+    if config.quant_aware.steps:
+        quantized_from = quant_aware_tune(
+            model_dir, data_dir, work / "quant-aware-model", config.quantization, config.quant_aware
+        ).model_dir
+    fp32 = export_onnx(quantized_from, work / "model-fp32.onnx", config.opset)
     calibration = read_split(data_dir, "train")["text"].astype(str).head(CALIBRATION_TEXTS)
-    int8 = quantize_recipe(fp32, work, model_dir, config.quantization, calibration.tolist())
+    int8 = quantize_recipe(fp32, work, quantized_from, config.quantization, calibration.tolist())
     tokenizer = bundle_tokenizer(model_dir, max_length)
     tokenizer.save(str(work / "tokenizer.json"))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from schemas.bundle import ChunkingSettings
 from schemas.text import NormalizationSettings, normalize_text
@@ -105,6 +105,35 @@ def pad_batch(input_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torc
         ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         mask[row, : len(tokens)] = 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def length_batches(lengths: Sequence[int], size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Shuffled batches of similar length (little padding), shuffled in order too."""
+    order = rng.permutation(len(lengths))
+    pool = size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        block = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [block[i : i + size] for i in range(0, len(block), size)]
+    rng.shuffle(batches)  # type: ignore[arg-type]
+    return batches
+
+
+@torch.no_grad()
+def logits_of(
+    model: PreTrainedModel, input_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int
+) -> torch.Tensor:
+    """The model's logits per text, in input order (length-sorted batches)."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort([len(ids) for ids in input_ids], kind="stable")
+    out = torch.empty((len(input_ids), model.config.num_labels), dtype=torch.float32)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = pad_batch([input_ids[i] for i in chunk], pad_id)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        out[torch.as_tensor(chunk)] = logits.float().cpu()
+    return out
 
 
 class WeightedCollator:
