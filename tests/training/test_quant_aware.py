@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -135,50 +136,57 @@ def test_the_simulation_predicts_the_int8_graphs_error(tiny_run, tmp_path: Path)
     assert np.abs(margin(simulated) - margin(int8)).mean() < 0.5 * error
 
 
-def test_tuning_brings_the_int8_logits_toward_the_fine_tuned_model(
-    tiny_run, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    from training.export.onnx_export import load_for_export
-    from training.export.quant_aware import (
-        _quantize_rows_,
-        quant_aware_tune,
-        simulated_int8,
-    )
-    from training.finetune.data import encode_texts, pad_batch
-    from training.finetune.result import FinetuneResult
-    from training.tokenizer_loading import load_tokenizer
+class _Outlier(torch.nn.Module):
+    """Token embeddings -> Linear -> ReLU -> mean -> Linear, with one embedding channel
+    60x the others: the int8 rounding of the first Linear's input (one range for the
+    whole tensor) then costs the other channels most of their resolution, as activation
+    outliers do in transformers."""
 
-    model_dir = tiny_run.finetuned.model_dir
-    # Per-tensor weights: the tiny model's largest int8 error. Small steps, as Adam's
-    # first steps move every weight by about the learning rate.
-    recipe = RECIPES["fused-per-tensor"]
-    config = QuantAwareConfig(steps=30, learning_rate=1e-6, device="cpu", progress=False)
-    tuned = quant_aware_tune(
-        model_dir, tiny_run.prepared.directory, tmp_path / "tuned", recipe, config
-    )
-    info = FinetuneResult.load(model_dir)
-    assert tuned.config["quant_aware"]["steps"] == 30
-    assert tuned.max_length == info.max_length and tuned.data == info.data
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = torch.nn.Embedding(50, 16)
+        with torch.no_grad():
+            self.embed.weight[:, 0] *= 60
+        self.up = torch.nn.Linear(16, 32)
+        self.down = torch.nn.Linear(32, 2)
 
-    tokenizer = load_tokenizer(model_dir)
-    ids = encode_texts(_train_texts(tiny_run), tokenizer, info.max_length, info.normalization)
-    batch = pad_batch(ids, int(tokenizer.pad_token_id or 0))
-    feeds = [{k: v.numpy() for k, v in batch.items()}]
-    target = _logits(load_for_export(model_dir), feeds)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
+        mask = attention_mask[..., None].float()
+        hidden = (torch.relu(self.up(self.embed(input_ids))) * mask).sum(1) / mask.sum(1)
+        return SimpleNamespace(logits=self.down(hidden))
 
-    def int8_error(directory: Path) -> float:
-        model = load_for_export(directory)
-        _quantize_rows_(model.get_input_embeddings().weight)
-        with simulated_int8(model, recipe):
-            logits = _logits(model, feeds)
-        return float(
-            np.mean(
-                (logits - logits.mean(1, keepdims=True) - target + target.mean(1, keepdims=True))
-                ** 2
-            )
-        )
 
-    assert int8_error(tmp_path / "tuned") < int8_error(model_dir)
+def test_tuning_brings_the_int8_logits_toward_the_fp32_ones() -> None:
+    """On four seeds of the toy, tuning never makes the simulated int8 error worse and
+    halves it on average (one seed alone is a noisy measure: Adam moves every weight)."""
+    from training.export.quant_aware import simulated_int8, tune_under_int8
+    from training.finetune.data import pad_batch
+
+    recipe = RECIPES["fused-per-channel"]
+    ratios = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        input_ids = [rng.integers(1, 50, size=rng.integers(3, 12)).tolist() for _ in range(256)]
+        model = _Outlier(seed)
+        batch = pad_batch(input_ids, 0)
+        with torch.no_grad():  # the toy's mean over real tokens ignores padding
+            target = model(**batch).logits
+
+        def int8_error(
+            model: _Outlier = model, batch: dict = batch, target: torch.Tensor = target
+        ) -> float:
+            with torch.no_grad(), simulated_int8(model, recipe):
+                logits = model(**batch).logits
+            return float(np.mean((centred(logits.numpy()) - centred(target.numpy())) ** 2))
+
+        before = int8_error()
+        config = QuantAwareConfig(steps=200, batch_size=32, learning_rate=3e-4, progress=False)
+        history = tune_under_int8(model, input_ids, target, 0, recipe, config, rng)  # type: ignore[arg-type]
+        assert [h["step"] for h in history] == list(range(25, 201, 25))
+        ratios.append(int8_error() / before)
+    assert max(ratios) < 1.0
+    assert float(np.mean(ratios)) < 0.7
 
 
 def test_export_quantizes_the_tuned_weights_and_measures_parity_on_the_original(

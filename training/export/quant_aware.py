@@ -165,6 +165,47 @@ def centred(logits: torch.Tensor) -> torch.Tensor:
     return logits - logits.mean(dim=-1, keepdim=True)
 
 
+def tune_under_int8(
+    model: torch.nn.Module,
+    input_ids: list[list[int]],
+    target: torch.Tensor,
+    pad_id: int,
+    recipe: QuantRecipe,
+    config: QuantAwareConfig,
+    rng: np.random.Generator,
+) -> list[dict[str, float]]:
+    """``config.steps`` optimiser steps on ``model``'s trainable weights, run under
+    ``recipe``'s simulated int8, toward ``target`` logits (one row per text); returns the
+    loss every 25 steps."""
+    device = next(model.parameters()).device
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
+    lengths = [len(ids) for ids in input_ids]
+    history: list[dict[str, float]] = []
+    step = 0
+    # Eval mode: no dropout, so the only difference from the target is the rounding.
+    model.eval()
+    with simulated_int8(model, recipe):
+        while step < config.steps:
+            for rows in length_batches(lengths, config.batch_size, rng):
+                batch = pad_batch([input_ids[i] for i in rows], pad_id)
+                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+                expected = target[torch.as_tensor(rows)].to(device)
+                loss = torch.nn.functional.mse_loss(centred(logits), centred(expected))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+                step += 1
+                if step % 25 == 0 or step == config.steps:
+                    history.append({"step": step, "loss": float(loss.item())})
+                    if config.progress:
+                        print(f"quant-aware step {step}/{config.steps} loss {loss.item():.5f}")
+                if step >= config.steps:
+                    break
+    return history
+
+
 def quant_aware_tune(
     model_dir: Path,
     data_dir: Path,
@@ -199,32 +240,8 @@ def quant_aware_tune(
     if recipe.int8_embedding_rows:
         _quantize_rows_(embeddings.weight)
     embeddings.requires_grad_(False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
-    lengths = [len(ids) for ids in input_ids]
-    history: list[dict[str, float]] = []
     started = time.perf_counter()
-    step = 0
-    # Eval mode: no dropout, so the only difference from the target is the rounding.
-    model.eval()
-    with simulated_int8(model, recipe):
-        while step < config.steps:
-            for rows in length_batches(lengths, config.batch_size, rng):
-                batch = pad_batch([input_ids[i] for i in rows], pad_id)
-                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-                expected = target[torch.as_tensor(rows)].to(device)
-                loss = torch.nn.functional.mse_loss(centred(logits), centred(expected))
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-                optimizer.step()
-                optimizer.zero_grad()
-                step += 1
-                if step % 25 == 0 or step == config.steps:
-                    history.append({"step": step, "loss": float(loss.item())})
-                    if config.progress:
-                        print(f"quant-aware step {step}/{config.steps} loss {loss.item():.5f}")
-                if step >= config.steps:
-                    break
+    history = tune_under_int8(model, input_ids, target, pad_id, recipe, config, rng)
     model.to("cpu")  # type: ignore[arg-type]
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -234,7 +251,7 @@ def quant_aware_tune(
             "config": {
                 **info.config,
                 "quant_aware": {
-                    "steps": step,
+                    "steps": config.steps,
                     "batch_size": config.batch_size,
                     "learning_rate": config.learning_rate,
                     "texts": wanted,
