@@ -25,14 +25,15 @@ from torch.nn.utils import parametrize
 
 from schemas.errors import ConfigurationError
 from training.config import QuantAwareConfig, QuantRecipe
-from training.export.quantize import WEIGHT_ONLY_BLOCK, in_lower_layers
+from training.export.quantize import WEIGHT_ONLY_BLOCK, in_lower_layers, int8_rows, layer_index
 from training.finetune.data import encode_texts, length_batches, logits_of, pad_batch
 from training.finetune.result import FinetuneResult
 from training.prepare.run import read_split
 
 Mode = Literal["int8", "weight_only", "fp32"]
 
-_LAYER = re.compile(r"\.layer\.(\d+)\.attention\.self\.(query|key|value)$")
+#: The ``Linear``s that ORT's fusion turns into one ``Attention_<layer>`` node.
+_FUSED_INTO_ATTENTION = (".attention.self.query", ".attention.self.key", ".attention.self.value")
 
 
 def onnx_matmul_name(module_name: str) -> str:
@@ -64,9 +65,9 @@ def linear_modes(model: torch.nn.Module, recipe: QuantRecipe) -> dict[str, Mode]
     modes: dict[str, Mode] = {}
     for name in linears:
         names = [onnx_matmul_name(name)]
-        qkv = _LAYER.search(name)
-        if qkv and recipe.fuse:
-            names.append(f"Attention_{qkv.group(1)}")  # the fused node they become
+        layer = layer_index(name)
+        if recipe.fuse and layer is not None and name.endswith(_FUSED_INTO_ATTENTION):
+            names.append(f"Attention_{layer}")  # the fused node they become
         if matches(recipe.exclude_nodes, names):
             modes[name] = "fp32"
         elif name in lower and matches(recipe.weight_only_nodes, names):
@@ -121,10 +122,9 @@ class FakeQuantWeight(torch.nn.Module):
 
 def _quantize_rows_(table: torch.Tensor) -> None:
     """The per-row int8 word embeddings of ``quantize_embedding_rows``, in place."""
+    rows, scale = int8_rows(table.detach().cpu().numpy())
     with torch.no_grad():
-        scale = table.abs().amax(dim=1, keepdim=True) / 127.0
-        scale[scale == 0] = 1.0
-        table.copy_(torch.clamp(torch.round(table / scale), -127, 127) * scale)
+        table.copy_(torch.from_numpy(rows.astype(np.float32) * scale))
 
 
 @contextmanager

@@ -106,6 +106,14 @@ def _replace_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> None:
     model.graph.node.extend(nodes)
 
 
+def int8_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 with one scale per row: (int8 rows, fp32 scales of shape [V, 1])."""
+    scale = np.abs(weights).max(axis=1, keepdims=True) / 127.0
+    scale[scale == 0] = 1.0
+    rows = np.clip(np.rint(weights / scale), -127, 127).astype(np.int8)
+    return rows, scale.astype(np.float32)
+
+
 def quantize_embedding_rows(
     model: onnx.ModelProto, min_rows: int = MIN_EMBEDDING_ROWS, skip: Iterable[str] = ()
 ) -> list[str]:
@@ -131,16 +139,13 @@ def quantize_embedding_rows(
         ):
             nodes.append(node)
             continue
-        weights = numpy_helper.to_array(table)
-        scale = np.abs(weights).max(axis=1, keepdims=True) / 127.0
-        scale[scale == 0] = 1.0
-        rows = np.clip(np.rint(weights / scale), -127, 127).astype(np.int8)
+        rows, scale = int8_rows(numpy_helper.to_array(table))
         q_name, s_name = f"{table.name}_int8", f"{table.name}_row_scale"
         model.graph.initializer.remove(table)
         model.graph.initializer.extend(
             [
                 numpy_helper.from_array(rows, q_name),
-                numpy_helper.from_array(scale.astype(np.float32), s_name),
+                numpy_helper.from_array(scale, s_name),
             ]
         )
         ids, out = node.input[1], node.output[0]
