@@ -103,17 +103,24 @@ class ModelSettings(BaseModel):
     bundle_path: Path | None = None
     #: Overrides the bundle's tuned threshold when set.
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    #: Texts per onnxruntime run.
+    #: Most texts per onnxruntime run (runs are cut shorter where padding costs more).
     inference_batch_size: int = Field(default=32, ge=1)
     #: Texts per scoring call of the service: a batch is scored stripe by stripe, the
-    #: next stripe while the last one is written and its reviews published.
-    stripe_size: int = Field(default=128, ge=1)
+    #: next stripe while the last one is written and its reviews published. None: the
+    #: whole batch at once. Overlap pays only where the model leaves a core free
+    #: (intra_op_threads below the cores); on cores it uses fully, the write slowed the
+    #: model by more than it saved (measured: 2 cores, 0.73 of raw against 1.03).
+    stripe_size: int | None = Field(default=None, ge=1)
     #: onnxruntime's threads; None: one per core this process may use (its affinity).
     intra_op_threads: int | None = Field(default=None, ge=1)
     inter_op_threads: int = Field(default=1, ge=1)
     #: Let onnxruntime's threads busy-wait between operators: a little faster on cores
     #: nothing else uses, slower where the broker or the database share them.
     spin_wait: bool = False
+    #: What one more onnxruntime call costs, in padded token positions: micro-batches are
+    #: cut where padding would cost more. None: the runner's CPU default (32); the
+    #: benchmarks print the figure measured on the machine at hand.
+    call_overhead_tokens: float | None = Field(default=None, ge=0)
 
 
 class StorageSettings(BaseModel):

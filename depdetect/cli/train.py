@@ -529,6 +529,12 @@ def distill(
             config_of(read_manifest(reference)) if (reference / "bundle.json").is_file() else None
         )
         chunking = like_teacher.chunking if like_teacher is not None else None
+        if windows and (chunking is None or not chunking.enabled):
+            # Silently training without them would report a run that was not made.
+            raise fail(
+                f"--windows needs a teacher bundle that scores long texts by windows; "
+                f"{reference} has none (`train calibrate --chunking` turns it on)"
+            )
         config = DistillConfig(
             layers=layers,
             layer_choice=layer_choice,  # type: ignore[arg-type]
@@ -539,7 +545,7 @@ def distill(
             learning_rate=lr,
             max_length=max_length,
             max_unlabelled=max_unlabelled,
-            windows=chunking if windows and chunking is not None and chunking.enabled else None,
+            windows=chunking if windows else None,
             max_steps=max_steps,
             seed=seed,
             device=device,  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
@@ -43,6 +44,7 @@ from services.classifier.failure_policy import (
 )
 from services.classifier.health import Progress, Unready, make_health_handler
 from services.classifier.metrics import ServiceMetrics
+from services.classifier.rebalance import BatchInFlight, FinishBatchBeforeRevoke
 from services.classifier.retry import Retrier
 from services.inference.runner import ModelRunner
 from services.kafka.admin import BrokerQuorum, check_topics
@@ -65,6 +67,7 @@ class ServiceState:
     progress: Progress
     attempts: Attempts
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    in_flight: BatchInFlight = field(default_factory=BatchInFlight)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     processor: BatchProcessor | None = None
     consecutive_failures: int = 0
@@ -128,11 +131,21 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         max_poll_interval_ms=kafka.max_poll_interval_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        # At a rebalance the batch in flight is finished and committed before its
+        # partitions are handed over (else the new owner scores it again).
+        listener=FinishBatchBeforeRevoke(state.in_flight, wait_s=poll_s / 2),
         decoder=_raw_values,
         title="submitted-texts",
         description="Texts to screen (SubmittedText contract).",
     )
     async def on_texts(body: list[bytes], message: KafkaMessage) -> None:
+        state.in_flight.started()
+        try:
+            await handle(message)
+        finally:
+            state.in_flight.ended()
+
+    async def handle(message: KafkaMessage) -> None:
         # Validation is ours, not the framework's: a record that fails it must reach the
         # dead-letter topic with its original bytes, never stop or loop the consumer.
         assert state.processor is not None
@@ -171,6 +184,16 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             return
         state.consecutive_failures = 0
         state.attempts.succeeded(records)
+        try:
+            # Committed here rather than after return, so that a rebalance waiting on
+            # this batch (``rebalance``) hands its partitions over committed.
+            await message.ack()
+        except KafkaError as exc:
+            log.warning(
+                "could not commit the batch's offsets (%s): the partitions' owner will "
+                "process it again; its rows and events are not written twice",
+                describe(exc),
+            )
         log.info(
             "batch consumed=%d classified=%d stored=%d flagged=%d dead_lettered=%d reviews=%d %s",
             *outcome.counts(),
@@ -190,6 +213,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             intra_op_threads=settings.model.intra_op_threads,
             inter_op_threads=settings.model.inter_op_threads,
             spin_wait=settings.model.spin_wait,
+            call_overhead_tokens=settings.model.call_overhead_tokens,
         )
         runner.warm_up()
         state.metrics.model_loaded.labels(runner.model_version).set(1)
@@ -227,10 +251,11 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         except Exception as exc:  # an unreachable database is the retries' business
             log.warning("could not check the database's durability: %s", describe(exc))
         log.info(
-            "model %s loaded from %s (threshold %.3f)",
+            "model %s loaded from %s (threshold %.3f; a call costs %.0f padded tokens)",
             runner.model_version,
             settings.model.bundle_path,
             state.processor.threshold,
+            runner.call_overhead_tokens,
         )
 
     async def sweep_once(older_than_s: float) -> None:

@@ -122,11 +122,11 @@ class BatchProcessor:
         )
 
     async def process(self, records: Sequence[Any]) -> BatchOutcome:
-        """The batch in stripes of ``model.stripe_size`` texts of similar length (less
-        padding): while the model scores a stripe, the one before it is written and its
-        reviews published (one write at a time, in order). Everything is confirmed before
-        this returns, so the caller still commits offsets only after every row and event
-        of the batch."""
+        """The batch in stripes of ``model.stripe_size`` texts (unset: one stripe) of
+        similar length (less padding): while the model scores a stripe, the one before it
+        is written and its reviews published (one write at a time, in order). Everything
+        is confirmed before this returns, so the caller still commits offsets only after
+        every row and event of the batch."""
         started = time.perf_counter()
         for record in records:
             self.metrics.consumed.labels(record.topic).inc()
@@ -135,7 +135,7 @@ class BatchProcessor:
             records, max_text_chars=self.settings.contract.max_text_chars
         )
         await self.dead_letter(rejected)
-        size = self.settings.model.stripe_size
+        size = self.settings.model.stripe_size or max(1, len(records))
         # Rows and events of one batch carry no order among themselves (rows are keyed by
         # message id, events by author): sorting only changes which stripe a text is in.
         accepted = sorted(accepted, key=lambda item: len(item.message.text))

@@ -5,7 +5,9 @@ The one scorer of the project: the service, ``depdetect evaluate``, the export's
 check, the comparison report and the benchmarks all use it, so what is measured is
 what is served. Texts are normalised as at training time, tokenised without padding,
 sorted by length into micro-batches and padded only to the longest text of each
-micro-batch (dynamic padding), which is several times faster than padding to 512.
+micro-batch (dynamic padding), which is several times faster than padding to 512; a
+micro-batch is cut wherever its padding would cost more than another call
+(``batching``).
 
 Texts longer than the bundle's max length are scored by overlapping windows when the
 manifest turns chunking on (the window margins are pooled, then calibrated); else
@@ -36,6 +38,7 @@ from schemas.bundle import (
 )
 from schemas.errors import BundleError
 from schemas.text import NormalizationSettings, normalize_text
+from services.inference.batching import CPU_CALL_OVERHEAD_TOKENS, measure_overhead, plan
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class ModelRunner:
         manifest: BundleManifest | None = None,
         chunking: ChunkingSettings | None = None,
         calibration: Calibration | None = None,
+        call_overhead_tokens: float | None = None,
     ) -> None:
         self._manifest = manifest
         self.max_length = max_length
@@ -170,6 +174,11 @@ class ModelRunner:
         missing = {"input_ids", "attention_mask"} - self._input_names
         if missing:
             raise BundleError(f"{model_path} lacks inputs {sorted(missing)}")
+        #: What one more onnxruntime call costs, in padded positions: how micro-batches
+        #: are cut (see ``batching``).
+        self.call_overhead_tokens = (
+            CPU_CALL_OVERHEAD_TOKENS if call_overhead_tokens is None else call_overhead_tokens
+        )
 
     @classmethod
     def from_bundle(
@@ -182,6 +191,7 @@ class ModelRunner:
         spin_wait: bool = False,
         chunking: ChunkingSettings | Literal["manifest"] | None = "manifest",
         calibration: Calibration | Literal["manifest"] | None = "manifest",
+        call_overhead_tokens: float | None = None,
     ) -> ModelRunner:
         """Validate a bundle (refused with ``BundleError``) and load it.
 
@@ -203,6 +213,7 @@ class ModelRunner:
             manifest=manifest,
             chunking=manifest.chunking if chunking == "manifest" else chunking,
             calibration=manifest.calibration if calibration == "manifest" else calibration,
+            call_overhead_tokens=call_overhead_tokens,
         )
 
     @property
@@ -253,10 +264,13 @@ class ModelRunner:
         ]
 
     def _logits(self, ids: list[list[int]], batch_size: int) -> np.ndarray:
+        """Logits per id list; runs of at most ``batch_size``, cut where padding would cost
+        more than another call."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         logits = np.empty((len(ids), 2), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        lengths = [len(ids[i]) for i in order]
+        for group in plan(lengths, batch_size, self.call_overhead_tokens):
+            chunk = [order[i] for i in group]
             logits[chunk] = self.run_batch([ids[i] for i in chunk])
         return logits
 
@@ -309,6 +323,10 @@ class ModelRunner:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         (logits,) = self.session.run([self.output_name], feeds)
         return np.asarray(logits)
+
+    def measure_call_overhead(self) -> float:
+        """What one more call costs on this machine, in padded positions (timed now)."""
+        return measure_overhead(self.run_padded, self.pad_id)
 
     def warm_up(self) -> float:
         started = time.perf_counter()

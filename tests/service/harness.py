@@ -124,6 +124,38 @@ async def read_topic(
     return [(r.key, r.value, dict(r.headers)) for r in records]
 
 
+async def one_batch_backlog(settings: Settings, prefix: str, n: int, *, wait_ms: int) -> list[str]:
+    """The service set to take a backlog in one batch (up to 500 records, waiting up to
+    ``wait_ms`` for them), its topics created and ``n`` texts sent round-robin."""
+    from services.kafka.admin import ensure_topics
+
+    settings.kafka.batch_max_records = 500
+    settings.kafka.batch_max_wait_ms = wait_ms
+    await ensure_topics(settings.kafka)
+    return await publish_round_robin(settings, prefix, n)
+
+
+async def publish_round_robin(settings: Settings, prefix: str, n: int) -> list[str]:
+    """``n`` texts ``{prefix}{i}`` sent to the input topic's partitions in turn (3 of them,
+    as the test topics have), each confirmed; returns their message ids."""
+    from aiokafka import AIOKafkaProducer
+
+    from schemas.messages import SubmittedText
+
+    topic = settings.kafka.input_topics[0]
+    sent: list[str] = []
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for i in range(n):
+            msg = SubmittedText(message_id=f"{prefix}{i}", text=f"text number {i}", source="t")
+            await producer.send_and_wait(topic, msg.model_dump_json().encode(), partition=i % 3)
+            sent.append(msg.message_id)
+    finally:
+        await producer.stop()
+    return sent
+
+
 async def wait_for(predicate, *, timeout: float, interval: float = 0.5, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,16 +12,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from faststream import TestApp
 
 from depdetect.settings import Settings
 from schemas.errors import TransientError
-from schemas.messages import SubmittedText
 from services.classifier.app import create_app
 from services.classifier.batch import BatchOutcome, BatchProcessor
-from services.kafka.admin import ensure_topics
-from tests.service.harness import stored_ids, wait_for
+from tests.service.harness import one_batch_backlog, stored_ids, wait_for
 
 pytestmark = [pytest.mark.kafka]
 
@@ -34,21 +31,7 @@ async def test_a_failed_multi_partition_batch_is_redelivered_on_every_partition(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = service_settings(sqlite_url)
-    settings.kafka.batch_max_records = 500
-    settings.kafka.batch_max_wait_ms = 3000
-    await ensure_topics(settings.kafka)
-    topic = settings.kafka.input_topics[0]
-
-    sent: list[str] = []
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for i in range(90):
-            msg = SubmittedText(message_id=f"r-{i}", text=f"text number {i}", source="t")
-            await producer.send_and_wait(topic, msg.model_dump_json().encode(), partition=i % 3)
-            sent.append(msg.message_id)
-    finally:
-        await producer.stop()
+    sent = await one_batch_backlog(settings, "r-", 90, wait_ms=3000)
 
     batches: list[set[tuple[int, int]]] = []
     real = BatchProcessor.process

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
 from schemas.errors import ConfigurationError
+from tests.support.cli import train_cli
 
 pytestmark = pytest.mark.training
 
@@ -105,11 +105,23 @@ def test_later_windows_are_the_services_windows_after_the_first(tiny_run) -> Non
     assert later_windows([short], *args, chunking) == []
 
 
+def _distill(tiny_run, out: Path) -> list[str]:  # type: ignore[no-untyped-def]
+    """`train distill` from the tiny run's model and data into ``out``."""
+    return [
+        "train",
+        "distill",
+        "--teacher",
+        str(tiny_run.finetuned.model_dir),
+        "--data",
+        str(tiny_run.prepared.directory),
+        "--out",
+        str(out),
+    ]
+
+
 def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-untyped-def]
     tiny_run, tmp_path: Path, monkeypatch
 ) -> None:
-    from depdetect.cli import train
-    from depdetect.settings import Settings
     from schemas.bundle import MODEL_FILE, ChunkingSettings, read_manifest
     from services.inference.runner import ModelRunner
     from training.calibrate.run import calibrate_bundle
@@ -128,13 +140,7 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
         suite / "dev_a.csv", index=False
     )
 
-    app = typer.Typer()
-
-    @app.callback()
-    def root(ctx: typer.Context) -> None:
-        ctx.obj = Settings(_env_file=None)  # type: ignore[call-arg]
-
-    app.add_typer(train.app, name="train")
+    app = train_cli()
     # A calibrated teacher with chunked scoring: the student must be scored the same way.
     teacher_bundle = tmp_path / "teacher-bundle"
     shutil.copytree(tiny_run.exported.bundle_dir, teacher_bundle)
@@ -148,14 +154,7 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
     result = CliRunner().invoke(
         app,
         [
-            "train",
-            "distill",
-            "--teacher",
-            str(tiny_run.finetuned.model_dir),
-            "--data",
-            str(tiny_run.prepared.directory),
-            "--out",
-            str(student_dir),
+            *_distill(tiny_run, student_dir),
             "--bundle",
             str(bundle),
             "--teacher-bundle",
@@ -204,3 +203,25 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
         assert low <= high and "95 % interval" in result.output
     assert comparison["speed"]["speedup"] > 0
     assert "ROC-AUC drop" in result.output and "dev_a" in result.output
+
+
+def test_distill_windows_refused_without_a_chunked_teacher_bundle(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--windows against a teacher bundle that truncates: a clear error before any
+    training, not a student silently taught without windows."""
+    from schemas.bundle import read_manifest
+
+    assert not read_manifest(tiny_run.exported.bundle_dir).chunking.enabled
+    app = train_cli()
+    student_dir = tmp_path / "student"
+    result = CliRunner().invoke(
+        app,
+        [
+            *_distill(tiny_run, student_dir),
+            "--teacher-bundle",
+            str(tiny_run.exported.bundle_dir),
+            "--windows",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "--windows needs a teacher bundle" in result.output
+    assert not student_dir.exists()

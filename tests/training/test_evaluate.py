@@ -12,6 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.support.cli import train_cli
 from training.evaluate.metrics import binary_metrics
 
 pytestmark = pytest.mark.training
@@ -31,15 +32,8 @@ def test_roc_auc_uses_the_positive_probability() -> None:
 
 def _cli() -> typer.Typer:
     from depdetect.cli import train
-    from depdetect.settings import Settings
 
-    app = typer.Typer()
-
-    @app.callback()
-    def root(ctx: typer.Context) -> None:
-        ctx.obj = Settings(_env_file=None)  # type: ignore[call-arg]
-
-    app.add_typer(train.app, name="train")
+    app = train_cli()
     app.command("evaluate")(train.evaluate)
     return app
 
@@ -186,16 +180,8 @@ def test_cli_chain_prepare_finetune_export(
     tiny_encoder: Path, sample_csv: Path, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DEPDETECT_DATA__WORK_DIR", str(tmp_path / "work"))
-    from depdetect.cli import train
-    from depdetect.settings import Settings
 
-    app = typer.Typer()
-
-    @app.callback()
-    def root(ctx: typer.Context) -> None:
-        ctx.obj = Settings(_env_file=None)  # type: ignore[call-arg]
-
-    app.add_typer(train.app, name="train")
+    app = train_cli()
     result = CliRunner().invoke(
         app,
         [

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from schemas.errors import ConfigurationError
+from tests.support.cli import train_cli
 from training.config import DEFAULT_RECIPE, RECIPES, ExportConfig
 
 pytestmark = pytest.mark.training
@@ -174,18 +174,10 @@ def test_smoothing_needs_calibration_texts(tiny_run, tmp_path: Path) -> None:  #
 
 
 def test_train_export_recipe_option(tiny_run, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from depdetect.cli import train
-    from depdetect.settings import Settings
     from schemas.bundle import MODEL_FILE, read_manifest
 
     monkeypatch.setenv("DEPDETECT_DATA__WORK_DIR", str(tmp_path / "work"))
-    app = typer.Typer()
-
-    @app.callback()
-    def root(ctx: typer.Context) -> None:
-        ctx.obj = Settings(_env_file=None)  # type: ignore[call-arg]
-
-    app.add_typer(train.app, name="train")
+    app = train_cli()
     common = [
         "train",
         "export",

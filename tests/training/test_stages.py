@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from schemas.bundle import read_manifest
+from tests.support.cli import train_cli
 
 pytestmark = pytest.mark.training
 
@@ -20,16 +21,8 @@ COMMON += ["--max-length", "64", "--seed", "1", "--device", "cpu"]
 
 def _cli(work: Path, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     monkeypatch.setenv("DEPDETECT_DATA__WORK_DIR", str(work))
-    from depdetect.cli import train
-    from depdetect.settings import Settings
 
-    app = typer.Typer()
-
-    @app.callback()
-    def root(ctx: typer.Context) -> None:
-        ctx.obj = Settings(_env_file=None)  # type: ignore[call-arg]
-
-    app.add_typer(train.app, name="train")
+    app = train_cli()
     return app
 
 
