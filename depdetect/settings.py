@@ -109,7 +109,7 @@ class ModelSettings(BaseModel):
     #: next stripe while the last one is written and its reviews published. None: the
     #: whole batch at once. Overlap pays only where the model leaves a core free
     #: (intra_op_threads below the cores); on cores it uses fully, the write slowed the
-    #: model by more than it saved (measured: 2 cores, 0.73 of raw against 1.03).
+    #: model by more than it saved (measured on 2 cores: model time +15-25 %).
     stripe_size: int | None = Field(default=None, ge=1)
     #: onnxruntime's threads; None: one per core this process may use (its affinity).
     intra_op_threads: int | None = Field(default=None, ge=1)

@@ -3,7 +3,7 @@
 A run of ``n`` texts padded to width ``w`` costs about ``overhead + n * w`` token-times
 on a CPU: a fixed cost per call (operator launches, thread wake-ups) plus work that grows
 with every position, padding included. Measured on a 2-core CPU the fixed part is worth
-only ~30 tokens, so one long text padded into a batch of short ones wastes far more
+only 35-60 positions, so one long text padded into a batch of short ones wastes far more
 than a separate call costs; on a GPU the fixed part is large and batches should be wide.
 Fixed-size chunks of the length-sorted texts ignore this: a small stripe of mixed
 lengths becomes one run padded to its longest text, which measured *slower per text*

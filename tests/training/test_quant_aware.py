@@ -189,6 +189,22 @@ def test_tuning_brings_the_int8_logits_toward_the_fp32_ones() -> None:
     assert float(np.mean(ratios)) < 0.7
 
 
+def test_tuning_without_texts_is_refused_not_a_hang() -> None:
+    from training.export.quant_aware import tune_under_int8
+
+    config = QuantAwareConfig(steps=5, batch_size=4, progress=False)
+    with pytest.raises(ConfigurationError, match="needs training texts"):
+        tune_under_int8(
+            _Outlier(0),
+            [],
+            torch.zeros(0, 2),
+            0,
+            RECIPES["fused-per-channel"],
+            config,
+            np.random.default_rng(0),
+        )
+
+
 def test_export_quantizes_the_tuned_weights_and_measures_parity_on_the_original(
     tiny_run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -44,7 +44,7 @@ from training.finetune.data import (
 )
 from training.finetune.result import FinetuneResult
 from training.finetune.scoring import torch_scores
-from training.finetune.trainer import class_weights, device_precision, weighted_loss
+from training.finetune.trainer import class_weights, torch_device, weighted_loss
 from training.prepare.manifest import PreparedData
 from training.prepare.run import read_split
 from training.tokenizer_loading import load_tokenizer
@@ -149,8 +149,7 @@ def distill(
             "distill with the --data the teacher was trained on"
         )
     set_seed(config.seed)
-    use_cpu, _, _ = device_precision(config.device)
-    device = torch.device("cpu" if use_cpu else "cuda")
+    device = torch_device(config.device)
     max_length = config.max_length or teacher_info.max_length
     normalization = teacher_info.normalization
     tokenizer = load_tokenizer(teacher_dir)

@@ -177,6 +177,8 @@ def tune_under_int8(
     """``config.steps`` optimiser steps on ``model``'s trainable weights, run under
     ``recipe``'s simulated int8, toward ``target`` logits (one row per text); returns the
     loss every 25 steps."""
+    if not input_ids:  # else the loop below would wait for a batch forever
+        raise ConfigurationError("quant-aware tuning needs training texts; there are none")
     device = next(model.parameters()).device
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
@@ -217,12 +219,11 @@ def quant_aware_tune(
     logits on the train split; save the tuned model (and its ``training_info.json``) in
     ``out_dir`` for export."""
     from training.export.onnx_export import load_for_export
-    from training.finetune.trainer import device_precision
+    from training.finetune.trainer import torch_device
     from training.tokenizer_loading import load_tokenizer
 
     info = FinetuneResult.load(model_dir)
-    use_cpu, _, _ = device_precision(config.device)
-    device = torch.device("cpu" if use_cpu else "cuda")
+    device = torch_device(config.device)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(model_dir)
     pad_id = int(tokenizer.pad_token_id or 0)

@@ -172,6 +172,13 @@ def device_precision(device: str) -> tuple[bool, bool, bool]:
     return False, bf16, not bf16
 
 
+def torch_device(device: str) -> torch.device:
+    """Where to run a hand-written loop for ``--device`` (auto, cpu or cuda), as the
+    trainer would (``device_precision``)."""
+    use_cpu, _, _ = device_precision(device)
+    return torch.device("cpu" if use_cpu else "cuda")
+
+
 def training_arguments(config: FinetuneConfig, checkpoint_dir: Path) -> TrainingArguments:
     by_steps = config.eval_steps is not None
     strategy = "steps" if by_steps else "epoch"
