@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pandas as pd
 import pytest
 
 from schemas.bundle import MODEL_CARD, MODEL_FILE, TOKENIZER_FILE, content_hash, read_manifest
+from training.prepare.run import read_split
 
 pytestmark = pytest.mark.training
 
@@ -52,22 +54,43 @@ def test_graph_has_the_contracted_inputs_and_dynamic_axes(bundle: Path) -> None:
     ), "graph is not int8-quantized"
 
 
-def test_scores_without_torch_and_parity_was_measured(bundle: Path) -> None:
+TEXTS = [
+    "I feel empty and hopeless every single day.",
+    "Lovely walk in the park! @user",
+    "Ich bin heute so müde und nichts hat mehr einen Sinn.",
+]
+
+
+def test_padding_does_not_change_a_score(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    """On the fp32 graph a text scores the same alone and padded among longer texts: a
+    padding bug (wrong pad id, mask not passed) would move it far beyond float rounding.
+    The int8 graph cannot show this exactly: its activations get one dynamic scale per
+    run, so its scores move with their run-mates (test below)."""
+    from services.inference.runner import ModelRunner
+
+    bundle = tiny_run.exported.bundle_dir
+    scorer = ModelRunner(tiny_run.exported.fp32_model, bundle / TOKENIZER_FILE)
+    texts = read_split(tiny_run.prepared.directory, "test")["text"].astype(str).head(40).tolist()
+    together = scorer.predict_proba(texts + TEXTS, batch_size=64)
+    alone = np.array([scorer.predict_proba([t])[0] for t in texts + TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_scores_without_torch_and_parity_was_measured(bundle: Path, sample_csv: Path) -> None:
     from services.inference.runner import ModelRunner
 
     scorer = ModelRunner.from_bundle(bundle)
-    texts = [
-        "I feel empty and hopeless every single day.",
-        "Lovely walk in the park! @user",
-        "Ich bin heute so müde und nichts hat mehr einen Sinn.",
-    ]
-    batched = scorer.predict_proba(texts, batch_size=3)
+    texts = TEXTS + pd.read_csv(sample_csv, sep="|")["text"].astype(str).head(60).tolist()
+    batched = scorer.predict_proba(texts, batch_size=32)
     one_by_one = np.array([scorer.predict_proba([t])[0] for t in texts])
     assert np.all((batched >= 0) & (batched <= 1))
-    # Padding must not matter beyond rounding: dynamic int8 quantizes activations with one
-    # scale per batch tensor, so batch composition moves a tiny model's scores by up to
-    # ~3e-3 (seen); a padding bug would move them by far more.
-    np.testing.assert_allclose(batched, one_by_one, atol=1e-2)
+    # Dynamic int8 quantizes activations with one scale per run, so a tiny model's score
+    # moves with its run-mates: by 3e-3 to 5e-3 on most texts, by 0.09 for one the tiny
+    # model scored 0.50 on another CPU (the steepest point of the sigmoid). One text may
+    # move as far as the parity check allows against PyTorch; a broken batch moves all.
+    moved = np.abs(batched - one_by_one)
+    assert moved.max() < 0.5
+    assert moved.mean() < 0.02
     parity = json.loads((bundle / "bundle.json").read_text())["metrics"]["parity"]
     assert parity["n"] >= 100
     # A tiny over-confident model crowds its scores near its (high) tuned threshold, where

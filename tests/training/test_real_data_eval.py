@@ -40,10 +40,10 @@ def test_windows_cover_the_text_with_overlap_and_keep_special_tokens() -> None:
     assert len(capped) == 2
 
 
-def _variant(bundle: Path, **update: Any) -> ModelRunner:
+def _variant(bundle: Path, model: Path, **update: Any) -> ModelRunner:
     manifest = read_manifest(bundle)
     return ModelRunner(
-        bundle / "model.onnx",
+        model,
         bundle / "tokenizer.json",
         normalization=manifest.normalization,
         max_length=manifest.max_sequence_length,
@@ -53,28 +53,32 @@ def _variant(bundle: Path, **update: Any) -> ModelRunner:
 
 def test_chunked_scoring_reads_the_whole_text(tiny_run) -> None:  # type: ignore[no-untyped-def]
     bundle = tiny_run.exported.bundle_dir
+    # The fp32 graph: pooling is what is tested, and int8 scores move with their run-mates
+    # (one dynamic activation scale per run), by far more on some builds of the tiny model.
+    model = tiny_run.exported.fp32_model
     texts = read_split(tiny_run.prepared.directory, "test")["text"].astype(str).tolist()
     long_text = " ".join(texts[:40])  # far past 128 tokens
     short = texts[:5]
-    plain = _variant(bundle)
-    chunked = _variant(bundle, chunking=ChunkingSettings(enabled=True, stride=16))
+    plain = _variant(bundle, model)
+    chunked = _variant(bundle, model, chunking=ChunkingSettings(enabled=True, stride=16))
     # Short texts: one window, the very same score as truncation.
     np.testing.assert_array_equal(plain.predict_proba(short), chunked.predict_proba(short))
     assert len(chunked._windows(chunked.encode([long_text]))[0]) > 1
     # Max pooling includes the first window (the truncated text), so it never scores lower.
     assert chunked.predict_proba([long_text])[0] >= plain.predict_proba([long_text])[0]
-    # The deciding window is scored as a text of its own would be (int8 dynamic quantization
-    # rounds activations per batch, hence the tolerance).
+    # The deciding window is scored as a text of its own would be.
     per_window = [
         chunked._logits([w], 1)[0] for w in chunked._windows(chunked.encode([long_text]))[0]
     ]
     margins = [float(w[1] - w[0]) for w in per_window]
-    assert chunked.margins([long_text])[0] == pytest.approx(max(margins), abs=2e-2)
+    assert chunked.margins([long_text])[0] == pytest.approx(max(margins), abs=1e-4)
     top2 = _variant(
-        bundle, chunking=ChunkingSettings(enabled=True, stride=16, pooling="mean_top_k", top_k=2)
+        bundle,
+        model,
+        chunking=ChunkingSettings(enabled=True, stride=16, pooling="mean_top_k", top_k=2),
     )
     assert top2.margins([long_text])[0] == pytest.approx(
-        float(np.mean(sorted(margins)[-2:])), abs=2e-2
+        float(np.mean(sorted(margins)[-2:])), abs=1e-4
     )
 
 
