@@ -10,7 +10,10 @@ that one sees how the cost grows with length (texts longer than the bundle's max
 length are scored as the service scores them: windows when chunking is on, else
 truncated; the "model tokens" column says what the model saw). With several bundles
 (e.g. the teacher, then the distilled fast bundle) each later one is also compared
-with the first: best throughput ratio, and best / the first's padded-512 baseline.
+with the first: best throughput ratio, and best / the first's padded-512 baseline,
+from ``--rounds`` interleaved rounds (each bundle's best batch size and the first's
+padded baseline measured in turn, medians reported), since this machine's speed drifts
+by 10-20 % within minutes and bundles measured one after the other inherit that drift.
 Tokens are real (non-padding) tokens.
 
     .venv/bin/python benchmarks/bench_bundle.py var/training/bundle \
@@ -86,13 +89,10 @@ def best_batched(
     return rows
 
 
-def bench_bundle(
-    scorer: ModelRunner, texts: list[str], sizes: Sequence[int], repeats: int
-) -> tuple[list[Row], Row, int]:
-    """(rows, best row, padded width) for one bundle on ``texts``."""
-    tokens = sum(len(e.ids) for e in scorer.encode(texts))
+def padded_to(scorer: ModelRunner, width: int) -> Callable[[Sequence[str]], None]:
+    """The original method: every text padded to ``width`` tokens."""
 
-    def padded(batch: Sequence[str], width: int) -> None:
+    def run(batch: Sequence[str]) -> None:
         ids = [e.ids[:width] for e in scorer.encode(batch)]
         full = np.full((len(ids), width), scorer.pad_id, dtype=np.int64)
         mask = np.zeros_like(full)
@@ -101,16 +101,24 @@ def bench_bundle(
             mask[row, : len(seq)] = 1
         scorer.run_padded(full, mask)
 
+    return run
+
+
+def bench_bundle(
+    scorer: ModelRunner, texts: list[str], sizes: Sequence[int], repeats: int
+) -> tuple[list[Row], Row, int]:
+    """(rows, best row, padded width) for one bundle on ``texts``."""
+    tokens = sum(len(e.ids) for e in scorer.encode(texts))
     singles = [[t] for t in texts]
     width = 512
     try:
-        padded(texts[:1], width)
+        padded_to(scorer, width)(texts[:1])
     except Exception:  # a model with fewer positions (the tiny test model)
         width = scorer.manifest.max_sequence_length
     rows = [
         Row(
             f"batch 1, padded to {width}",
-            *measure(lambda b: padded(b, width), singles, tokens, repeats),
+            *measure(padded_to(scorer, width), singles, tokens, repeats),
         ),
         Row(
             "batch 1, exact length",
@@ -194,6 +202,9 @@ def main() -> None:
         "--lengths", default="10,50,200,500", help="token lengths of the sweep ('' skips it)"
     )
     parser.add_argument("--sweep-texts", type=int, default=32, help="texts per sweep length")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds of the side-by-side figures"
+    )
     args = parser.parse_args()
 
     import onnxruntime
@@ -202,7 +213,8 @@ def main() -> None:
     texts = read_table(args.data)[args.text_column].astype(str).tolist()[: args.texts]
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     lengths = [int(s) for s in args.lengths.split(",") if s]
-    results: list[tuple[str, Row, Row]] = []  # (bundle, padded batch-1 row, best row)
+    # (bundle, scorer, padded batch-1 row, best row, padded width)
+    results: list[tuple[str, ModelRunner, Row, Row, int]] = []
     for path in args.bundles:
         scorer = ModelRunner.from_bundle(path, intra_op_threads=args.threads)
         manifest = scorer.manifest
@@ -217,21 +229,49 @@ def main() -> None:
         for row in rows:
             print(f"{row.name:<45} {row.texts_s:9.1f} texts/s {row.tokens_s:11.1f} tokens/s")
         print(f"best ({best.name}) / padded-{width} batch 1: {best.texts_s / rows[0].texts_s:.1f}x")
-        results.append((path.name, rows[0], best))
+        results.append((path.name, scorer, rows[0], best, width))
         if lengths:
             print(f"\nlength sweep ({args.sweep_texts} texts per length):")
             for line in length_sweep(scorer, texts, lengths, sizes, args.sweep_texts, args.repeats):
                 print(line)
     if len(results) > 1:
-        name, baseline, reference = results[0]
-        print(f"\n== side by side (against {name})")
-        for other, _, best in results[1:]:
-            print(
-                f"{other}: best {best.texts_s:.1f} texts/s = "
-                f"{best.texts_s / reference.texts_s:.2f}x {name}'s best, "
-                f"{best.texts_s / baseline.texts_s:.1f}x {name}'s {baseline.name} "
-                "(the original method)"
-            )
+        side_by_side(results, texts, args.rounds, args.repeats)
+
+
+def side_by_side(
+    results: list[tuple[str, ModelRunner, Row, Row, int]],
+    texts: list[str],
+    rounds: int,
+    repeats: int,
+) -> None:
+    """Each bundle's best batch size and the first's padded baseline, measured in turn
+    for ``rounds`` rounds: medians, and ratios of medians."""
+    name, first, _, _, width = results[0]
+    singles = [[t] for t in texts]
+    tokens = sum(len(e.ids) for e in first.encode(texts))
+    original: list[float] = []
+    rates: dict[str, list[float]] = {r[0]: [] for r in results}
+    for _ in range(rounds):
+        original.append(measure(padded_to(first, width), singles, tokens, repeats)[0])
+        for bundle, scorer, _, best, _ in results:
+            size = int(best.name.split(",")[0].split()[1])
+            batches = sorted_batches(texts, size)
+            run = lambda b, s=scorer, n=size: s.predict_proba(b, n)  # noqa: E731
+            rates[bundle].append(measure(run, batches, tokens, repeats)[0])
+
+    def spread(values: list[float]) -> str:
+        return f"{np.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+    baseline = float(np.median(original))
+    reference = float(np.median(rates[name]))
+    print(f"\n== side by side: {rounds} interleaved rounds, median (min-max) texts/s")
+    print(f"{name}, batch 1 padded to {width} (the original method): {spread(original)}")
+    for bundle, _, _, best, _ in results:
+        median = float(np.median(rates[bundle]))
+        print(
+            f"{bundle}, {best.name.split(',')[0]}: {spread(rates[bundle])} = "
+            f"{median / reference:.2f}x {name}'s best, {median / baseline:.1f}x the original method"
+        )
 
 
 if __name__ == "__main__":

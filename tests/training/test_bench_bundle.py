@@ -49,4 +49,6 @@ def test_bench_bundle_prints_sweep_and_side_by_side(tiny_run) -> None:  # type: 
     assert [row[0] for row in sweep] == ["10", "50", "200"] * 2
     # 200 tokens are cut to the bundle's 128 (no chunking in the tiny bundle).
     assert [float(row[2]) for row in sweep[:3]] == pytest.approx([10, 50, 128], abs=2)
-    assert "side by side" in out and "(the original method)" in out
+    assert "side by side: 3 interleaved rounds" in out and "(the original method)" in out
+    # Both bundles' best batch in every round, with a ratio to the first's best.
+    assert sum("x the original method" in line for line in lines) == 2

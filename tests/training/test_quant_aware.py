@@ -85,8 +85,9 @@ def test_modes_follow_the_recipes_node_patterns(tiny_run) -> None:  # type: igno
         "key",
         "value",
     }
-    with pytest.raises(ConfigurationError, match="SmoothQuant"):
-        linear_modes(model, RECIPES["fused-smooth-all"])
+    for unsimulated in ("fused-smooth-all", "fused-outliers-fp32"):
+        with pytest.raises(ConfigurationError, match="SmoothQuant or fp32 outlier"):
+            linear_modes(model, RECIPES[unsimulated])
 
 
 def centred(logits: np.ndarray) -> np.ndarray:

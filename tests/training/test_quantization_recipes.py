@@ -203,3 +203,53 @@ def test_train_export_recipe_option(tiny_run, tmp_path: Path, monkeypatch) -> No
     assert "Attention" not in set(_ops(bundle / MODEL_FILE).values())  # unfused
     refused = CliRunner().invoke(app, [*common, "--bundle", str(tmp_path / "c"), "--recipe", "x"])
     assert refused.exit_code != 0 and "unknown recipe" in refused.output
+
+
+def test_outlier_channels_move_to_an_fp32_side_chain(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The split graph computes the same function in fp32; the side chain takes exactly
+    the widest channels, so what int8 quantizes is left with the next widest's range;
+    and the quantized graph leaves the side chain fp32."""
+    from services.inference.runner import ModelRunner
+    from training.export.quantize import (
+        OUTLIER_SUFFIX,
+        channel_amax,
+        optimize,
+        quantize_recipe,
+        split_outlier_channels,
+    )
+
+    model_dir = tiny_run.finetuned.model_dir
+    calibration = _train_texts(tiny_run)
+    fused = optimize(tiny_run.exported.fp32_model, tmp_path / "fused.onnx", model_dir)
+    split = tmp_path / "split.onnx"
+    done = split_outlier_channels(fused, split, model_dir, calibration, 3)
+    assert len(done) == 2  # one FFN per layer of the tiny encoder
+    tokenizer = tiny_run.exported.bundle_dir / "tokenizer.json"
+    texts = _train_texts(tiny_run, 40)
+    before = ModelRunner(fused, tokenizer, max_length=128).margins(texts)
+    after = ModelRunner(split, tokenizer, max_length=128).margins(texts)
+    np.testing.assert_allclose(after, before, atol=1e-4)
+
+    graph = onnx.load(str(split))
+    intermediates = [n.input[0] for n in graph.graph.node if n.name in done]
+    whole = channel_amax(onnx.load(str(fused)), intermediates, model_dir, calibration)
+    rest = channel_amax(graph, intermediates, model_dir, calibration)
+    for name in intermediates:
+        assert len(rest[name]) == len(whole[name]) - 3
+        assert rest[name].max() == pytest.approx(np.sort(whole[name])[-4], rel=1e-4)
+
+    ops = _ops(
+        quantize_recipe(
+            tiny_run.exported.fp32_model,
+            tmp_path,
+            model_dir,
+            RECIPES["fused-outliers-fp32"],
+            calibration,
+        )
+    )
+    side = {n: op for n, op in ops.items() if n.endswith(OUTLIER_SUFFIX)}
+    assert sorted(side.values()) == ["BiasGelu"] * 2 + ["MatMul"] * 4
+    # The rest is quantized: no fp32 MatMul is left outside the side chain but the
+    # attention's own products (inside the fused Attention) and the classifier head's.
+    plain = [n for n, op in ops.items() if op == "MatMul" and not n.endswith(OUTLIER_SUFFIX)]
+    assert not any("/output/dense/" in n or "/intermediate/" in n for n in plain), plain

@@ -67,6 +67,11 @@ def quantization_summary(config: ExportConfig) -> str:
     if recipe.smooth_nodes:
         smoothed = ", ".join(recipe.smooth_nodes)
         parts.append(f"SmoothQuant (alpha {recipe.smooth_alpha}) for {smoothed}")
+    if recipe.outlier_channels:
+        parts.append(
+            f"each FFN's {recipe.outlier_channels} widest intermediate channels fp32 "
+            "in a side chain"
+        )
     if config.quant_aware.steps:
         parts.append(
             f"weights quantization-aware tuned for {config.quant_aware.steps} steps "
