@@ -10,8 +10,9 @@ Needs a running broker (`depdetect broker start`); several members want PostgreS
 2. for each member count (service processes in one consumer group on one topic of
    ``--partitions`` partitions, the cores split between them):
    - drain: N texts published first, then consumed with the broker otherwise idle
-     ("quiet"): texts/s from the first result row to the last (the first batch's
-     rows, stamped at the span's start, not counted);
+     ("quiet"): texts/s from the first result row after the consumer group has formed
+     (every member joined, the rebalance done) to the last (that first batch's rows,
+     stamped at the span's start, not counted);
    - live: N texts published as fast as the producer goes while the service consumes,
      so that broker, producer and service share the cores ("under load"): texts/s
      from the first send to the last row;
@@ -50,7 +51,7 @@ from schemas.messages import SubmittedText  # noqa: E402
 from schemas.migrate import upgrade  # noqa: E402
 from schemas.tables import ResultRow  # noqa: E402
 from services.inference.runner import ModelRunner, usable_cores  # noqa: E402
-from services.kafka.admin import ensure_topics  # noqa: E402
+from services.kafka.admin import admin_client, ensure_topics, group_state  # noqa: E402
 from services.publisher.client import TextPublisher  # noqa: E402
 from tests.service.harness import ServiceProcess  # noqa: E402
 
@@ -114,17 +115,21 @@ class Rows:
             ).one()
         return _utc(first), _utc(last)
 
-    def drain_rate(self, prefix: str) -> float:
-        """Texts/s from the first result row to the last, counting only the rows stamped
-        after the first: the first batch's rows share one stamp, taken when its scoring
-        ended, so its texts were scored before the span began (counting them would
-        flatter large batches)."""
-        first, last = self.span(prefix)
+    def drain_rate(self, prefix: str, since: datetime) -> float:
+        """Texts/s from the first result row stamped after ``since`` (the group formed) to
+        the last, counting only the rows stamped after that first one: a batch's rows
+        share one stamp, taken when its scoring ended, so the first batch's texts were
+        scored before the span began (counting them would flatter large batches)."""
         mine = ResultRow.message_id.like(f"{prefix}%")
-        first_stamp = select(func.min(ResultRow.classified_at)).where(mine).scalar_subquery()
         with self.engine.connect() as conn:
+            first, last = conn.execute(
+                select(func.min(ResultRow.classified_at), func.max(ResultRow.classified_at)).where(
+                    mine, ResultRow.classified_at > since
+                )
+            ).one()
+            first, last = _utc(first), _utc(last)
             after = conn.execute(
-                select(func.count()).where(mine, ResultRow.classified_at > first_stamp)
+                select(func.count()).where(mine, ResultRow.classified_at > first)
             ).scalar_one()
         return int(after) / max(1e-6, (last - first).total_seconds())
 
@@ -137,12 +142,33 @@ class Rows:
             ).all()
         return sorted((_utc(c) - _utc(s)).total_seconds() for s, c in rows)
 
+    def count_before(self, prefix: str, moment: datetime) -> int:
+        with self.engine.connect() as conn:
+            query = select(func.count()).where(
+                ResultRow.message_id.like(f"{prefix}%"), ResultRow.classified_at <= moment
+            )
+            return int(conn.execute(query).scalar_one())
+
     def wait(self, prefix: str, n: int, timeout: float) -> None:
         deadline = time.perf_counter() + timeout
         while self.count(prefix) < n:
             if time.perf_counter() > deadline:
                 raise SystemExit(f"timed out: {self.count(prefix)}/{n} rows for {prefix}")
             time.sleep(0.2)
+
+
+async def group_formed(kafka: KafkaSettings, members: int, timeout_s: float) -> datetime:
+    """When the consumer group is stable with all ``members``: the drain is measured from
+    then, since until every member has joined, one member scores alone and a rebalance
+    waits for its batch in flight (start-up, not throughput)."""
+    deadline = time.monotonic() + timeout_s
+    async with admin_client(kafka) as admin:
+        while time.monotonic() < deadline:
+            state, count = await group_state(admin, kafka.consumer_group)
+            if state == "Stable" and count == members:
+                return datetime.now(UTC)
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"group {kafka.consumer_group} not stable with {members} members")
 
 
 async def publish(kafka: KafkaSettings, texts: list[str], prefix: str, rate: float | None) -> None:
@@ -230,9 +256,16 @@ def run_members(
     logs = [Path(tempfile.mkdtemp()) / f"service-{i}.log" for i in range(members)]
     services = [ServiceProcess(settings, log).start() for log in logs]
     try:
+        launched = datetime.now(UTC)
+        formed = asyncio.run(group_formed(kafka, members, 300))
         rows.wait(f"{run}-d-", len(texts), 1800)
-        drain = rows.drain_rate(f"{run}-d-")
-        print(f"  drain (quiet): {drain:8.1f} texts/s", flush=True)
+        drain = rows.drain_rate(f"{run}-d-", formed)
+        print(
+            f"  drain (quiet): {drain:8.1f} texts/s (from the group's forming, "
+            f"{(formed - launched).total_seconds():.1f} s after launch: "
+            f"{rows.count_before(f'{run}-d-', formed)} texts scored before it)",
+            flush=True,
+        )
         print(f"    {breakdown(logs, [0] * members)}", flush=True)
 
         offsets = [log.stat().st_size for log in logs]

@@ -84,6 +84,14 @@ async def cluster_brokers(admin: AIOKafkaAdminClient) -> list[tuple[str, int]]:
     return [(b["host"], int(b["port"])) for b in cluster["brokers"]]
 
 
+async def group_state(admin: AIOKafkaAdminClient, group: str) -> tuple[str, int]:
+    """(state, members) of a consumer group: ``Stable`` once a rebalance has completed and
+    every member holds its partitions."""
+    (response,) = await admin.describe_consumer_groups([group])
+    _, _, state, _, _, members = response.groups[0][:6]
+    return str(state), len(members)
+
+
 async def ensure_topics(
     settings: KafkaSettings,
     topics: Iterable[str] | None = None,

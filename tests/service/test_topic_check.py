@@ -44,3 +44,29 @@ async def test_the_service_refuses_missing_topics_in_one_line(
     missing = f"{settings.kafka.input_topics[0]}, {settings.kafka.dead_letter_topic}"
     assert last.startswith("Kafka topics not usable: topic(s) missing on"), last
     assert missing in last and "create them with `depdetect broker topics`" in last, last
+
+
+@pytest.mark.kafka
+async def test_group_state_reports_a_formed_group(kafka_settings: KafkaSettings) -> None:
+    """What the service benchmark waits for before timing a drain: the group is Stable
+    with every member once a consumer has joined and been given its partitions."""
+    from aiokafka import AIOKafkaConsumer
+
+    from services.kafka.admin import admin_client, group_state
+
+    topic = kafka_settings.input_topics[0]
+    await ensure_topics(kafka_settings, [topic])
+    async with admin_client(kafka_settings) as admin:
+        assert (await group_state(admin, kafka_settings.consumer_group))[1] == 0
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_settings.bootstrap_servers,
+            group_id=kafka_settings.consumer_group,
+        )
+        await consumer.start()
+        try:
+            await consumer.getmany(timeout_ms=3000)  # joins the group and gets partitions
+            assert consumer.assignment()
+            assert await group_state(admin, kafka_settings.consumer_group) == ("Stable", 1)
+        finally:
+            await consumer.stop()
