@@ -163,14 +163,14 @@ async def verify_topics(
         # creates it on a broker with auto.create.topics.enable, with the wrong layout.
         described = {d["topic"]: d for d in await admin.describe_topics(None)}
         present = [t for t in wanted if t in described]
-        min_isr = await _min_isr(admin, present) if present else {}
+        min_isr = await _min_isr(admin, present, timeout_s) if present else {}
     missing = [t for t in wanted if t not in described]
     under_replicated: list[str] = []
     weak_isr: list[str] = []
     for topic in present:
         parts = described[topic]["partitions"]
         replication = min((len(p["replicas"]) for p in parts), default=0)
-        isr = min_isr.get(topic, 1)
+        isr = min_isr[topic]
         if replication < layout.replication_factor:
             under_replicated.append(f"{topic} ({replication})")
         elif not layout.min_insync_replicas <= isr <= replication:
@@ -207,18 +207,38 @@ async def verify_topics(
     return layout
 
 
-async def _min_isr(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
-    """Each topic's effective min.insync.replicas (its own or the broker's default)."""
-    responses = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
-    )
+async def _min_isr(
+    admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float = 30.0
+) -> dict[str, int]:
+    """Each topic's effective min.insync.replicas (its own or the broker's default).
+
+    The broker that answers may not know a topic created a moment ago and answers with an
+    error and no entries for it; that is asked again until the deadline rather than read
+    as "no requirement" (which once let a topic with the default of 2 on one replica
+    pass the check)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
     out: dict[str, int] = {}
-    for response in responses:
-        for _code, _message, _type, name, entries in response.resources:
-            for entry in entries:
-                if entry[0] == MIN_ISR:
-                    out[name] = int(entry[1])
-    return out
+    errors: dict[str, int] = {}
+    while True:
+        pending = [t for t in topics if t not in out]
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in pending]
+        )
+        errors = {}
+        for response in responses:
+            for code, _message, _type, name, entries in response.resources:
+                if code:
+                    errors[name] = code
+                    continue
+                for entry in entries:
+                    if entry[0] == MIN_ISR:
+                        out[name] = int(entry[1])
+        if all(t in out for t in topics):
+            return out
+        if asyncio.get_running_loop().time() > deadline:
+            unread = ", ".join(f"{t} (error {errors.get(t, 'none')})" for t in pending)
+            raise TransientError(f"cannot read {MIN_ISR} of {unread} after {timeout_s}s")
+        await asyncio.sleep(0.2)
 
 
 class BrokerQuorum:

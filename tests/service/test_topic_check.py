@@ -70,3 +70,38 @@ async def test_group_state_reports_a_formed_group(kafka_settings: KafkaSettings)
             assert await group_state(admin, kafka_settings.consumer_group) == ("Stable", 1)
         finally:
             await consumer.stop()
+
+
+async def test_min_isr_of_a_topic_the_broker_does_not_know_yet_is_asked_again() -> None:
+    """A broker that has not heard of a topic created a moment ago answers with an error
+    and no entries: that is not "no requirement" (it once passed a topic whose default
+    min.insync.replicas of 2 sat on one replica); it is asked again, and a topic that
+    stays unreadable is the environment's fault, not a pass."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from schemas.errors import TransientError
+    from services.kafka.admin import MIN_ISR, _min_isr
+
+    class LaggingBroker:
+        def __init__(self, unknown_for: int) -> None:
+            self.calls = 0
+            self.unknown_for = unknown_for
+
+        async def describe_configs(self, resources: list[Any]) -> list[SimpleNamespace]:
+            self.calls += 1
+            known = self.calls > self.unknown_for
+            return [
+                SimpleNamespace(
+                    resources=[
+                        (0, None, 2, r.name, [(MIN_ISR, "2")]) if known else (3, "", 2, r.name, [])
+                        for r in resources
+                    ]
+                )
+            ]
+
+    lagging = LaggingBroker(unknown_for=2)
+    assert await _min_isr(lagging, ["t"], timeout_s=5) == {"t": 2}  # type: ignore[arg-type]
+    assert lagging.calls == 3
+    with pytest.raises(TransientError, match=r"cannot read min.insync.replicas of t \(error 3\)"):
+        await _min_isr(LaggingBroker(unknown_for=10**6), ["t"], timeout_s=0.5)  # type: ignore[arg-type]
