@@ -326,6 +326,11 @@ class DistillConfig:
     windows: ChunkingSettings | None = None
     #: Freezing the word embeddings (the student shares the teacher's) halves a CPU step.
     freeze_word_embeddings: bool = True
+    #: Weight of a layer-to-layer term: each student layer's hidden states are drawn
+    #: toward those of the teacher layer it was copied from (1 - cosine over real tokens,
+    #: as DistilBERT). 0: soft labels only; the teacher then runs once, before training,
+    #: instead of at every step.
+    hidden_weight: float = 0.0
     #: Stop after this many optimiser steps (None: run the epochs). For smoke runs.
     max_steps: int | None = None
     seed: int = 42
@@ -337,6 +342,7 @@ class DistillConfig:
         _require(self.layer_choice in ("spread", "first"), "layer_choice: spread or first")
         _require(self.temperature > 0, "temperature must be positive")
         _require(0 <= self.soft_weight <= 1, "soft_weight must be in [0, 1]")
+        _require(self.hidden_weight >= 0, "hidden_weight must be >= 0")
         _require(self.epochs > 0, "epochs must be positive")
         _require(self.batch_size >= 1, "batch_size must be >= 1")
         _require(0 < self.learning_rate < 1, "learning_rate must be in (0, 1)")

@@ -484,6 +484,14 @@ def distill(
     soft_weight: Annotated[
         float, typer.Option(help="Weight of the soft loss (rest: labelled cross-entropy)")
     ] = 0.7,
+    hidden_weight: Annotated[
+        float,
+        typer.Option(
+            help="Weight of a layer-to-layer term (each student layer's hidden states toward "
+            "its teacher layer's, 1 - cosine); 0: soft labels only. Runs the teacher at every "
+            "step (about 1.5x a CPU step)"
+        ),
+    ] = 0.0,
     epochs: Epochs = 3.0,
     batch_size: BatchSize = 32,
     lr: LearningRate = 1e-4,
@@ -540,6 +548,7 @@ def distill(
             layer_choice=layer_choice,  # type: ignore[arg-type]
             temperature=temperature,
             soft_weight=soft_weight,
+            hidden_weight=hidden_weight,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=lr,

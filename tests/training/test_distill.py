@@ -69,6 +69,22 @@ def test_loss_soft_and_hard_terms() -> None:
     )
 
 
+def test_hidden_state_term_counts_real_tokens_of_the_copied_layers() -> None:
+    from training.distill.run import hidden_state_loss
+
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 5, 8) for _ in range(5)]  # embeddings + 4 layers
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    # A 2-layer student copied from teacher layers 1 and 3 (hidden states 2 and 4).
+    student = [teacher[0], teacher[2].clone(), teacher[4].clone()]
+    assert hidden_state_loss(student, teacher, [1, 3], mask).item() == pytest.approx(0, abs=1e-6)
+    assert hidden_state_loss(student, teacher, [0, 3], mask).item() > 0.1  # wrong layer
+    student[1][0, 3:] = -student[1][0, 3:]  # padding positions: not counted
+    assert hidden_state_loss(student, teacher, [1, 3], mask).item() == pytest.approx(0, abs=1e-6)
+    student[2] = student[2] * 3.0  # scale-free, as cosine is
+    assert hidden_state_loss(student, teacher, [1, 3], mask).item() == pytest.approx(0, abs=1e-6)
+
+
 def test_training_rows_leave_out_held_out_and_duplicate_texts(tiny_run) -> None:  # type: ignore[no-untyped-def]
     from training.distill.run import UNLABELLED, training_rows
     from training.prepare.run import read_split
@@ -175,11 +191,14 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
             "cpu",
             "--no-enforce-parity",
             "--windows",
+            "--hidden-weight",
+            "0.5",
         ],
     )
     assert result.exit_code == 0, result.output
     info = FinetuneResult.load(student_dir)
     assert info.config["teacher_layers"] == [1]
+    assert info.config["distill"]["hidden_weight"] == 0.5
     assert info.config["rows"]["unlabelled"] == 40
     # Taught on long texts' windows as the teacher bundle cuts them.
     assert info.config["distill"]["windows"]["stride"] == 8

@@ -132,6 +132,23 @@ def distillation_loss(
     return loss
 
 
+def hidden_state_loss(
+    student: Sequence[torch.Tensor],
+    teacher: Sequence[torch.Tensor],
+    layers: Sequence[int],
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """Mean over the student's layers of 1 - cosine(student layer k, teacher layer
+    ``layers[k]``) over the real tokens; ``student`` and ``teacher`` are the models'
+    ``hidden_states`` (index 0: the embeddings, index i: layer i - 1's output)."""
+    real = mask.bool()
+    terms = [
+        1 - F.cosine_similarity(student[k + 1][real], teacher[layer + 1][real], dim=-1).mean()
+        for k, layer in enumerate(layers)
+    ]
+    return torch.stack(terms).mean()
+
+
 def distill(
     teacher_dir: Path,
     data_dir: Path,
@@ -176,7 +193,11 @@ def distill(
             print(f"distill: {len(extra)} later windows of long texts added", flush=True)
     input_ids += extra
     teacher_logits = logits_of(teacher, input_ids, pad_id, config.batch_size * 2)
-    del teacher
+    if config.hidden_weight:
+        teacher.eval()
+        teacher.requires_grad_(False)
+    else:
+        del teacher  # its soft labels are all it gives
     labels = torch.tensor(
         np.concatenate([rows["label"].to_numpy(), np.full(len(extra), UNLABELLED)]),
         dtype=torch.long,
@@ -223,7 +244,9 @@ def distill(
         for batch_rows in length_batches(lengths, config.batch_size, rng):
             batch = pad_batch([input_ids[i] for i in batch_rows], pad_id)
             index = torch.as_tensor(batch_rows)
-            logits = student(**{k: v.to(device) for k, v in batch.items()}).logits
+            feeds = {k: v.to(device) for k, v in batch.items()}
+            output = student(**feeds, output_hidden_states=bool(config.hidden_weight))
+            logits = output.logits
             loss = distillation_loss(
                 logits.float(),
                 teacher_logits[index].to(device),
@@ -233,6 +256,12 @@ def distill(
                 config.temperature,
                 config.soft_weight,
             )
+            if config.hidden_weight:
+                with torch.no_grad():
+                    reference = teacher(**feeds, output_hidden_states=True).hidden_states
+                loss = loss + config.hidden_weight * hidden_state_loss(
+                    output.hidden_states, reference, layers, feeds["attention_mask"]
+                )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
