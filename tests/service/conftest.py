@@ -12,6 +12,7 @@ import pytest
 
 from depdetect.settings import REPO_ROOT, Settings, StoreUnflagged
 from tests.service.harness import free_port
+from tests.support.kafka_cluster import free_port_block
 
 POSTGRES_SH = REPO_ROOT / "deploy" / "postgres" / "postgres.sh"
 
@@ -71,13 +72,17 @@ def private_kafka(tmp_path: Path) -> Iterator[Callable[..., str]]:
     env = {
         **os.environ,
         "DEPDETECT_KAFKA_STATE_DIR": str(tmp_path / "kafka"),
-        "DEPDETECT_KAFKA_PORT": str(free_port()),
+        # Two ports: the node's client port and the controller's, the next one up (a
+        # single free port let the controller's collide with a connection's ephemeral port).
+        "DEPDETECT_KAFKA_PORT": str(free_port_block(2)),
     }
 
     def control(*args: str) -> str:
-        return subprocess.run(
-            ["bash", str(KAFKA_SH), *args], env=env, check=True, capture_output=True, text=True
-        ).stdout.strip()
+        done = subprocess.run(
+            ["bash", str(KAFKA_SH), *args], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"kafka.sh {' '.join(args)}: {done.stderr.strip()}"
+        return done.stdout.strip()
 
     control("start", "--nodes", "1")
     control("wait", "120")
