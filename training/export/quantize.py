@@ -449,43 +449,35 @@ def split_outlier_channels(
         first, gelu, second = chain
         wide = np.argsort(amax[second.input[0]])[::-1]
         outliers, rest = np.sort(wide[:channels]), np.sort(wide[channels:])
-        arrays = {
-            "w1": numpy_helper.to_array(initializers[first.input[1]]),
-            "b1": numpy_helper.to_array(initializers[gelu.input[1]]),
-            "w2": numpy_helper.to_array(initializers[second.input[1]]),
-        }
-        parts = {
-            "w1": (arrays["w1"][:, rest], arrays["w1"][:, outliers]),
-            "b1": (arrays["b1"][rest], arrays["b1"][outliers]),
-            "w2": (arrays["w2"][rest, :], arrays["w2"][outliers, :]),
-        }
-        names: dict[str, tuple[str, str]] = {}
-        for key, owner, index in (("w1", first, 1), ("b1", gelu, 1), ("w2", second, 1)):
-            old = owner.input[index]
-            names[key] = (f"{old}_rest", f"{old}{OUTLIER_SUFFIX}")
+        # W1's columns, b1's entries and W2's rows of the channels: (owner, channel axis).
+        side: list[str] = []
+        for owner, axis in ((first, 1), (gelu, 0), (second, 0)):
+            old = owner.input[1]
+            value = numpy_helper.to_array(initializers[old])
             model.graph.initializer.remove(initializers[old])
-            for name, value in zip(names[key], parts[key], strict=True):
-                model.graph.initializer.append(
-                    numpy_helper.from_array(np.ascontiguousarray(value), name)
-                )
-            owner.input[index] = names[key][0]
+            for name, keep in ((f"{old}_rest", rest), (f"{old}{OUTLIER_SUFFIX}", outliers)):
+                part = np.ascontiguousarray(np.take(value, keep, axis=axis))
+                model.graph.initializer.append(numpy_helper.from_array(part, name))
+            owner.input[1] = f"{old}_rest"
+            side.append(f"{old}{OUTLIER_SUFFIX}")
+        w1, b1, w2 = side
         out = second.output[0]
         tag = f"{second.name}{OUTLIER_SUFFIX}"
         nodes += [
             helper.make_node(
                 "MatMul",
-                [first.input[0], names["w1"][1]],
+                [first.input[0], w1],
                 [f"{tag}_in"],
                 f"{first.name}{OUTLIER_SUFFIX}",
             ),
             helper.make_node(
                 gelu.op_type,
-                [f"{tag}_in", names["b1"][1]],
+                [f"{tag}_in", b1],
                 [f"{tag}_gelu"],
                 f"{gelu.name}{OUTLIER_SUFFIX}",
                 domain=gelu.domain,
             ),
-            helper.make_node("MatMul", [f"{tag}_gelu", names["w2"][1]], [f"{tag}_out"], tag),
+            helper.make_node("MatMul", [f"{tag}_gelu", w2], [f"{tag}_out"], tag),
         ]
         second.output[0] = f"{out}_rest"
         nodes += [
