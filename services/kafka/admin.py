@@ -218,13 +218,12 @@ async def _min_isr(
     pass the check)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     out: dict[str, int] = {}
-    errors: dict[str, int] = {}
     while True:
         pending = [t for t in topics if t not in out]
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, t) for t in pending]
         )
-        errors = {}
+        errors: dict[str, int] = {}
         for response in responses:
             for code, _message, _type, name, entries in response.resources:
                 if code:
