@@ -42,6 +42,8 @@ class Row:
     name: str
     texts_s: float
     tokens_s: float
+    #: Texts per call of the length-sorted rows (None: the batch-1 baselines).
+    batch: int | None = None
 
 
 def measure(
@@ -85,7 +87,7 @@ def best_batched(
             return scorer.predict_proba(batch, n)
 
         rate = measure(run, sorted_batches(texts, size), tokens, repeats)
-        rows.append(Row(f"batch {size}, length-sorted dynamic padding", *rate))
+        rows.append(Row(f"batch {size}, length-sorted dynamic padding", *rate, batch=size))
     return rows
 
 
@@ -254,10 +256,9 @@ def side_by_side(
     for _ in range(rounds):
         original.append(measure(padded_to(first, width), singles, tokens, repeats)[0])
         for bundle, scorer, _, best, _ in results:
-            size = int(best.name.split(",")[0].split()[1])
-            batches = sorted_batches(texts, size)
-            run = lambda b, s=scorer, n=size: s.predict_proba(b, n)  # noqa: E731
-            rates[bundle].append(measure(run, batches, tokens, repeats)[0])
+            assert best.batch is not None  # the best is always a batched row
+            (row,) = best_batched(scorer, texts, [best.batch], tokens, repeats)
+            rates[bundle].append(row.texts_s)
 
     def spread(values: list[float]) -> str:
         return f"{np.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
