@@ -489,7 +489,7 @@ def distill(
         typer.Option(
             help="Weight of a layer-to-layer term (each student layer's hidden states toward "
             "its teacher layer's, 1 - cosine); 0: soft labels only. Runs the teacher at every "
-            "step (about 1.5x a CPU step)"
+            "step, so steps are slower (not measured alone)"
         ),
     ] = 0.0,
     epochs: Epochs = 3.0,
