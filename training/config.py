@@ -137,7 +137,7 @@ class QuantRecipe:
     ``training/export/quantize.py`` for what each step does)."""
 
     description: str
-    #: ORT's transformer fusions (Attention, SkipLayerNorm, Gelu) before quantizing.
+    #: ORT's transformer fusions (Attention, Gelu; SkipLayerNorm undone) before quantizing.
     fuse: bool = True
     #: Per-channel int8 weights (one scale per output column) instead of one per tensor.
     per_channel: bool = True

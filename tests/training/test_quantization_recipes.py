@@ -45,6 +45,7 @@ def test_every_recipe_builds_a_graph_of_its_shape(tiny_run, tmp_path: Path, name
     smoothed = [n for n in ops if n.endswith("_smooth")]
     assert bool(smoothed) == bool(recipe.smooth_nodes)
     assert ("Attention" in values or "QAttention" in values) == recipe.fuse
+    assert "SkipLayerNormalization" not in values  # undone after fusion (layer_norm)
     assert ("MatMulNBits" in values) == bool(recipe.weight_only_nodes)
     int8_table = any(n.endswith("word_embeddings.weight_int8") for n in _init_names(path))
     assert int8_table == recipe.int8_embedding_rows
@@ -253,3 +254,39 @@ def test_outlier_channels_move_to_an_fp32_side_chain(tiny_run, tmp_path: Path) -
     # attention's own products (inside the fused Attention) and the classifier head's.
     plain = [n for n, op in ops.items() if op == "MatMul" and not n.endswith(OUTLIER_SUFFIX)]
     assert not any("/output/dense/" in n or "/intermediate/" in n for n in plain), plain
+
+
+def test_skip_layer_norm_fusion_is_undone_without_changing_the_function(  # type: ignore[no-untyped-def]
+    tiny_run, tmp_path: Path, monkeypatch
+) -> None:
+    """ORT's fused SkipLayerNormalization becomes Add (+ bias Add) + LayerNormalization,
+    scoring as the fused graph did; an opset without LayerNormalization keeps it."""
+    from services.inference.runner import ModelRunner
+    from training.export import quantize
+    from training.export.layer_norm import unfuse_skip_layer_norm
+
+    model_dir = tiny_run.finetuned.model_dir
+    fp32 = tiny_run.exported.fp32_model
+    with monkeypatch.context() as patch:
+        patch.setattr(quantize, "unfuse_skip_layer_norm", lambda model: 0)
+        fused = quantize.optimize(fp32, tmp_path / "fused.onnx", model_dir)
+    unfused = quantize.optimize(fp32, tmp_path / "unfused.onnx", model_dir)
+    fused_ops = list(_ops(fused).values())
+    unfused_ops = list(_ops(unfused).values())
+    skips = fused_ops.count("SkipLayerNormalization")
+    assert skips == 4  # two per layer of the tiny encoder
+    assert "SkipLayerNormalization" not in unfused_ops
+    assert unfused_ops.count("LayerNormalization") == fused_ops.count("LayerNormalization") + skips
+
+    tokenizer = tiny_run.exported.bundle_dir / "tokenizer.json"
+    texts = _train_texts(tiny_run, 40)
+    before = ModelRunner(fused, tokenizer, max_length=128).margins(texts)
+    after = ModelRunner(unfused, tokenizer, max_length=128).margins(texts)
+    np.testing.assert_allclose(after, before, atol=1e-5)
+
+    old = onnx.load(str(fused))
+    for opset in old.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = 16
+    assert unfuse_skip_layer_norm(old) == 0
+    assert [n.op_type for n in old.graph.node].count("SkipLayerNormalization") == skips
