@@ -41,6 +41,12 @@ from schemas.text import NormalizationSettings, normalize_text
 from services.inference.batching import CPU_CALL_OVERHEAD_TOKENS, measure_overhead, plan
 
 
+#: ORT graph transformers not to run at load. The export undoes ORT's SkipLayerNorm
+#: fusion (its CPU kernel is several times slower than Add + LayerNormalization:
+#: ``training/export/layer_norm.py``); the session would fuse it again.
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
+
 @dataclass(frozen=True)
 class Scored:
     score: float
@@ -156,7 +162,10 @@ class ModelRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(
-                str(model_path), options, providers=["CPUExecutionProvider"]
+                str(model_path),
+                options,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=list(DISABLED_OPTIMIZERS),
             )
             self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:  # onnxruntime raises its own untyped errors

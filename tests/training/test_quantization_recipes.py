@@ -284,6 +284,29 @@ def test_skip_layer_norm_fusion_is_undone_without_changing_the_function(  # type
     after = ModelRunner(unfused, tokenizer, max_length=128).margins(texts)
     np.testing.assert_allclose(after, before, atol=1e-5)
 
+    # The runner keeps it so: ORT's session optimiser would fuse the int8 graph's sums
+    # back (the bias added next to a dequantized MatMul output matches its pattern).
+    import onnxruntime as ort
+
+    from services.inference.runner import DISABLED_OPTIMIZERS
+
+    work = tmp_path / "int8"
+    work.mkdir()
+    int8 = quantize.quantize_recipe(
+        fp32, work, model_dir, RECIPES[DEFAULT_RECIPE], _train_texts(tiny_run)
+    )
+
+    def loaded_ops(disabled: list[str]) -> list[str]:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+        ort.InferenceSession(
+            str(int8), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
+        )
+        return list(_ops(tmp_path / "loaded.onnx").values())
+
+    assert "SkipLayerNormalization" not in loaded_ops(list(DISABLED_OPTIMIZERS))
+    assert "SkipLayerNormalization" in loaded_ops([])
+
     old = onnx.load(str(fused))
     for opset in old.opset_import:
         if opset.domain in ("", "ai.onnx"):

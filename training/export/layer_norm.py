@@ -49,8 +49,10 @@ def unfuse_skip_layer_norm(model: onnx.ModelProto) -> int:
         epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
         total = outputs[3] or f"{node.name}_sum"
         if bias:
-            nodes.append(helper.make_node("Add", [x, skip], [f"{node.name}_skip"], f"{node.name}_add"))
-            nodes.append(helper.make_node("Add", [f"{node.name}_skip", bias], [total], f"{node.name}_bias"))
+            # The bias first, next to the projection that made ``x``: in the int8 graph ORT
+            # then fuses it into that MatMul's kernel (one pass over the tensor less).
+            nodes.append(helper.make_node("Add", [x, bias], [f"{node.name}_biased"], f"{node.name}_bias"))
+            nodes.append(helper.make_node("Add", [f"{node.name}_biased", skip], [total], f"{node.name}_add"))
         else:
             nodes.append(helper.make_node("Add", [x, skip], [total], f"{node.name}_add"))
         nodes.append(
