@@ -1,7 +1,8 @@
 """Quantization recipes side by side on a fine-tuned model (not a test).
 
 Per recipe: label agreement with PyTorch on the validation split, throughput at the
-best batch size against fp32 ONNX measured in the same run, graph size. Writes
+best batch size against fp32 ONNX measured in the same run (medians of interleaved
+rounds), graph size. Writes
 recipes.txt / recipes.json into --out and prints the table.
 
     .venv/bin/python benchmarks/bench_quantization.py var/training/model \
@@ -47,6 +48,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="8,16,32,64")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved timing rounds (medians reported)"
+    )
     args = parser.parse_args()
 
     recipes = pick(args.recipes)
@@ -64,6 +68,7 @@ def main() -> None:
         batch_sizes=[int(s) for s in args.batch_sizes.split(",")],
         repeats=args.repeats,
         threads=args.threads,
+        rounds=args.rounds,
     )
     print((args.out / "recipes.txt").read_text())
 

@@ -40,7 +40,6 @@ from schemas.errors import BundleError
 from schemas.text import NormalizationSettings, normalize_text
 from services.inference.batching import CPU_CALL_OVERHEAD_TOKENS, measure_overhead, plan
 
-
 #: ORT graph transformers not to run at load. The export undoes ORT's SkipLayerNorm
 #: fusion (its CPU kernel is several times slower than Add + LayerNormalization:
 #: ``training/export/layer_norm.py``); the session would fuse it again.

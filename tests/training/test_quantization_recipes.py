@@ -106,6 +106,7 @@ def test_recipe_table_measures_parity_speed_and_size(tiny_run, tmp_path: Path) -
         batch_sizes=(8, 16),
         repeats=1,
         threads=1,
+        rounds=2,
     )
     assert [r["recipe"] for r in rows] == ["fp32", *chosen]
     fp32 = rows[0]
@@ -114,13 +115,17 @@ def test_recipe_table_measures_parity_speed_and_size(tiny_run, tmp_path: Path) -
     assert fp32["parity"]["n"] == _validation(tiny_run)
     for r in rows:
         assert r["texts_per_s"] > 0 and r["best_batch"] in (8, 16)
-        assert r["speedup_vs_fp32"] > 0
+        # Speed is the median of the interleaved rounds, the ratio one of medians.
+        assert len(r["texts_per_s_rounds"]) == 2
+        assert r["texts_per_s"] == pytest.approx(np.median(r["texts_per_s_rounds"]))
+        assert r["speedup_vs_fp32"] == pytest.approx(r["texts_per_s"] / fp32["texts_per_s"])
     sizes = {r["recipe"]: r["size_mib"] for r in rows}
     assert sizes["rows-ffn8"] < sizes["fp32"] and sizes["dynamic"] < sizes["fp32"]
     saved = json.loads((tmp_path / "recipes.json").read_text())
     assert [r["recipe"] for r in saved] == [r["recipe"] for r in rows]
     text = (tmp_path / "recipes.txt").read_text()
     assert "fused-per-channel+fp32:layer.0" in text and "x fp32" in text
+    assert "median of 2 interleaved rounds" in text
     assert "rows-ffn8:layer.0" in text
     with pytest.raises(ConfigurationError, match="unknown recipes"):
         pick("dynamic,nope")

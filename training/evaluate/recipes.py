@@ -3,13 +3,16 @@
 One fp32 export and one PyTorch reference are shared; each recipe is quantized from
 them, scored on the validation split (label agreement at the threshold export would
 tune on that recipe's own scores), and timed with length-sorted dynamic batching at
-several batch sizes, tokenisation included. fp32 is timed before and after the recipes
-and the mean is the denominator, so a busy machine skews every ratio alike.
+several batch sizes, tokenisation included; then fp32 and every recipe are timed again
+at their best batch size in ``rounds`` interleaved rounds and the medians are reported,
+since this machine's speed drifts by 10-20 % within minutes and recipes timed one after
+the other would inherit that drift.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,12 +35,28 @@ def throughput(
     best = (0, 0.0)
     runner.predict_proba(texts[: max(batch_sizes)], max(batch_sizes))  # warm-up
     for size in batch_sizes:
-        started = time.perf_counter()
-        for _ in range(repeats):
-            runner.predict_proba(texts, size)
-        rate = repeats * len(texts) / (time.perf_counter() - started)
-        best = max(best, (size, rate), key=lambda r: r[1])
+        best = max(best, (size, rate_at(runner, texts, size, repeats)), key=lambda r: r[1])
     return best
+
+
+def rate_at(runner: ModelRunner, texts: Sequence[str], size: int, repeats: int) -> float:
+    """Texts/s scoring ``texts`` ``repeats`` times in runs of at most ``size``."""
+    started = time.perf_counter()
+    for _ in range(repeats):
+        runner.predict_proba(texts, size)
+    return repeats * len(texts) / (time.perf_counter() - started)
+
+
+def interleaved_rates(
+    timed: Sequence[tuple[ModelRunner, int]], texts: Sequence[str], rounds: int, repeats: int
+) -> list[list[float]]:
+    """Texts/s of each (runner, batch size) in turn, ``rounds`` times: a drift of the
+    machine's speed then touches every runner alike (one list of rates per runner)."""
+    rates: list[list[float]] = [[] for _ in timed]
+    for _ in range(rounds):
+        for rates_of, (runner, size) in zip(rates, timed, strict=True):
+            rates_of.append(rate_at(runner, texts, size, repeats))
+    return rates
 
 
 def layer_sensitivity(base: str, layers: int) -> dict[str, QuantRecipe]:
@@ -81,6 +100,7 @@ def compare_recipes(
     batch_sizes: Sequence[int] = (8, 16, 32, 64),
     repeats: int = 2,
     threads: int = 2,
+    rounds: int = 3,
 ) -> list[dict[str, Any]]:
     """One row per recipe (and one for fp32); writes ``recipes.json`` and ``recipes.txt``."""
     from training.bundle_builder import bundle_tokenizer
@@ -120,8 +140,11 @@ def compare_recipes(
             intra_op_threads=threads,
         )
 
+    scorers: list[ModelRunner] = []
+
     def row(name: str, description: str, path: Path) -> dict[str, Any]:
         scorer = runner(path)
+        scorers.append(scorer)
         scores = scorer.predict_proba(texts)
         threshold = tune_threshold(labels, scores, finetuned.target_precision)
         batch, rate = throughput(scorer, bench, batch_sizes, repeats)
@@ -130,7 +153,7 @@ def compare_recipes(
             "description": description,
             "parity": parity(reference, scores, threshold),
             "best_batch": batch,
-            "texts_per_s": rate,
+            "texts_per_s_sweep": rate,
             "size_mib": path.stat().st_size / 2**20,
         }
 
@@ -145,34 +168,41 @@ def compare_recipes(
             fp32, work, model_dir, recipe, calibration.tolist(), fused=fused
         )
         rows.append(row(name, recipe.description, quantized))
-    _, again = throughput(runner(fp32), bench, batch_sizes, repeats)
-    fp32_row["texts_per_s_after"] = again
-    fp32_rate = (fp32_row["texts_per_s"] + again) / 2
-    for r in [fp32_row, *rows]:
+    table = [fp32_row, *rows]
+    timed = [(scorer, r["best_batch"]) for r, scorer in zip(table, scorers, strict=True)]
+    for r, rates in zip(table, interleaved_rates(timed, bench, rounds, repeats), strict=True):
+        r["texts_per_s_rounds"] = rates
+        r["texts_per_s"] = statistics.median(rates or [r["texts_per_s_sweep"]])
+    fp32_rate = fp32_row["texts_per_s"]
+    for r in table:
         r["speedup_vs_fp32"] = r["texts_per_s"] / fp32_rate
         r["meets_goal"] = (
             r["parity"]["label_agreement"] >= MIN_AGREEMENT and r["speedup_vs_fp32"] >= MIN_SPEEDUP
         )
-    table = [fp32_row, *rows]
     (out_dir / "recipes.json").write_text(json.dumps(table, indent=2) + "\n")
     (out_dir / "recipes.txt").write_text(format_recipes(table, len(texts), len(bench)) + "\n")
     return table
 
 
 def format_recipes(rows: Sequence[Mapping[str, Any]], parity_texts: int, bench: int) -> str:
+    rounds = len(rows[0].get("texts_per_s_rounds") or [])
+    timing = f"median of {rounds} interleaved rounds" if rounds else "one pass"
     lines = [
         f"Quantization recipes: label agreement with PyTorch on {parity_texts} validation "
         f"texts (at the threshold tuned on each recipe's scores), throughput on {bench} texts "
-        f"(best batch, length-sorted, tokenisation included), ratio to fp32 in the same run",
+        f"(best batch, length-sorted, tokenisation included; {timing}), ratio to fp32 in "
+        "the same run",
         "",
         f"{'recipe':<34} {'agree':>7} {'max|dp|':>8} {'batch':>5} {'texts/s':>9} "
-        f"{'x fp32':>7} {'MiB':>7}  goal",
+        f"{'min-max':>13} {'x fp32':>7} {'MiB':>7}  goal",
     ]
     for r in rows:
         p = r["parity"]
+        rates = r.get("texts_per_s_rounds") or [r["texts_per_s"]]
         lines.append(
             f"{r['recipe']:<34} {p['label_agreement']:>7.4f} {p['max_prob_diff']:>8.4f} "
-            f"{r['best_batch']:>5} {r['texts_per_s']:>9.1f} {r['speedup_vs_fp32']:>7.2f} "
+            f"{r['best_batch']:>5} {r['texts_per_s']:>9.1f} "
+            f"{f'{min(rates):.0f}-{max(rates):.0f}':>13} {r['speedup_vs_fp32']:>7.2f} "
             f"{r['size_mib']:>7.1f}  {'yes' if r['meets_goal'] else 'no'}"
         )
     lines += ["", *(f"{r['recipe']}: {r['description']}" for r in rows)]

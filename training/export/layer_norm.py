@@ -5,7 +5,9 @@ contrib op. On this CPU (onnxruntime 1.32, hidden size 384, 32 texts x 40 tokens
 threads) that kernel takes 1.46 ms where the same sums and the standard
 ``LayerNormalization`` take 0.42 ms (``benchmarks/bench_layer_norm.py``); in the int8
 graphs, whose MatMuls are fast, it was a fifth of the run. The rewrite is the same
-function: the fp32 graph scores within 1e-5 of the fused one.
+function: the fp32 graph scores within 1e-5 of the fused one. onnxruntime's session
+would fuse the int8 graph's sums back at load; the runner turns that transformer off
+(``services.inference.runner.DISABLED_OPTIMIZERS``).
 """
 
 from __future__ import annotations
@@ -51,8 +53,12 @@ def unfuse_skip_layer_norm(model: onnx.ModelProto) -> int:
         if bias:
             # The bias first, next to the projection that made ``x``: in the int8 graph ORT
             # then fuses it into that MatMul's kernel (one pass over the tensor less).
-            nodes.append(helper.make_node("Add", [x, bias], [f"{node.name}_biased"], f"{node.name}_bias"))
-            nodes.append(helper.make_node("Add", [f"{node.name}_biased", skip], [total], f"{node.name}_add"))
+            nodes.append(
+                helper.make_node("Add", [x, bias], [f"{node.name}_biased"], f"{node.name}_bias")
+            )
+            nodes.append(
+                helper.make_node("Add", [f"{node.name}_biased", skip], [total], f"{node.name}_add")
+            )
         else:
             nodes.append(helper.make_node("Add", [x, skip], [total], f"{node.name}_add"))
         nodes.append(
