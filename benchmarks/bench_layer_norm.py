@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from training.export.layer_norm import unfuse_skip_layer_norm
+
 
 def graph(kind: str, hidden: int) -> bytes:
-    """One residual sum + LayerNorm, fused (``skip``) or as the export leaves it."""
+    """One residual sum + LayerNorm, fused (``skip``) or as the export's rewrite leaves it."""
     shape = [None, None, hidden]
     inputs = [
         helper.make_tensor_value_info("x", TensorProto.FLOAT, shape),
@@ -34,26 +40,20 @@ def graph(kind: str, hidden: int) -> bytes:
         numpy_helper.from_array(rng.normal(0, 0.1, hidden).astype(np.float32), "beta"),
         numpy_helper.from_array(rng.normal(0, 0.1, hidden).astype(np.float32), "bias"),
     ]
-    if kind == "skip":
-        nodes = [
-            helper.make_node(
-                "SkipLayerNormalization",
-                ["x", "skip", "gamma", "beta", "bias"],
-                ["y"],
-                domain="com.microsoft",
-                epsilon=1e-12,
-            )
-        ]
-    else:
-        nodes = [
-            helper.make_node("Add", ["x", "skip"], ["s"]),
-            helper.make_node("Add", ["s", "bias"], ["t"]),
-            helper.make_node("LayerNormalization", ["t", "gamma", "beta"], ["y"], epsilon=1e-12),
-        ]
+    fused = helper.make_node(
+        "SkipLayerNormalization",
+        ["x", "skip", "gamma", "beta", "bias"],
+        ["y"],
+        "skip_layer_norm",
+        domain="com.microsoft",
+        epsilon=1e-12,
+    )
     model = helper.make_model(
-        helper.make_graph(nodes, kind, inputs, [output], weights),
+        helper.make_graph([fused], kind, inputs, [output], weights),
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
     )
+    if kind == "plain":
+        unfuse_skip_layer_norm(model)  # the very rewrite the export applies
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
