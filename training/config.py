@@ -161,10 +161,14 @@ class QuantRecipe:
     #: stay fp32 in a small side chain, so that the rest's dynamic int8 scale is not set
     #: by them (0: none).
     outlier_channels: int = 0
+    #: ORT's fused erf GELUs as the tanh approximation (``FastGelu``): a faster kernel,
+    #: BERT's own approximation (``training/export/gelu.py``). Needs ``fuse``.
+    tanh_gelu: bool = False
 
     def __post_init__(self) -> None:
         _require(0 < self.weight_only_lower_share <= 1, "weight_only_lower_share in (0, 1]")
         _require(self.outlier_channels >= 0, "outlier_channels must be >= 0")
+        _require(self.fuse or not self.tanh_gelu, "tanh_gelu needs fuse (ORT's fused GELUs)")
 
 
 #: The recipes `train export --recipe` and the recipe comparison know, by name.
@@ -195,6 +199,12 @@ RECIPES: dict[str, QuantRecipe] = {
         "calibration texts) fp32 in a side chain; every other MatMul and Attention dynamic "
         "int8 per-channel",
         outlier_channels=4,
+    ),
+    "fused-outliers-tanh": QuantRecipe(
+        "fused-outliers-fp32 with the FFN GELUs as the tanh approximation (FastGelu, "
+        "a faster kernel than ORT's erf GELU)",
+        outlier_channels=4,
+        tanh_gelu=True,
     ),
     "fused-per-tensor": QuantRecipe(
         "fused; int8 per-row embeddings; every MatMul and Attention dynamic int8 per-tensor",
@@ -234,7 +244,7 @@ RECIPES: dict[str, QuantRecipe] = {
         int8_embedding_rows=False,
     ),
 }
-DEFAULT_RECIPE = "fused-outliers-fp32"
+DEFAULT_RECIPE = "fused-outliers-tanh"
 
 
 @dataclass(frozen=True)

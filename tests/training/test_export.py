@@ -126,7 +126,7 @@ def _graph(path: Path) -> onnx.GraphProto:
     return onnx.load(str(path)).graph
 
 
-def test_default_recipe_int8_embedding_rows_and_fp32_outlier_channels(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_default_recipe_int8_rows_fp32_outlier_channels_tanh_gelu(tiny_run) -> None:  # type: ignore[no-untyped-def]
     from training.export.quantize import OUTLIER_SUFFIX
 
     graph = _graph(tiny_run.exported.bundle_dir / MODEL_FILE)
@@ -141,9 +141,11 @@ def test_default_recipe_int8_embedding_rows_and_fp32_outlier_channels(tiny_run) 
         for i in init.values()
     ), "an fp32 vocabulary table is left"
     # Each of the tiny encoder's two FFNs has its fp32 side chain (in, GELU, out) and
-    # its int8 rest; nothing is weight-only any more.
+    # its int8 rest; nothing is weight-only any more; every GELU is the tanh one.
     side = sorted(n.op_type for n in graph.node if n.name.endswith(OUTLIER_SUFFIX))
-    assert side == ["BiasGelu"] * 2 + ["MatMul"] * 4
+    assert side == ["FastGelu"] * 2 + ["MatMul"] * 4
+    assert [n.op_type for n in graph.node].count("FastGelu") == 4
+    assert not any(n.op_type == "BiasGelu" for n in graph.node)
     assert not any(n.op_type == "MatMulNBits" for n in graph.node)
     assert any(n.op_type == "MatMulInteger" for n in graph.node)
 

@@ -85,8 +85,8 @@ def test_modes_follow_the_recipes_node_patterns(tiny_run) -> None:  # type: igno
         "key",
         "value",
     }
-    for unsimulated in ("fused-smooth-all", "fused-outliers-fp32"):
-        with pytest.raises(ConfigurationError, match="SmoothQuant or fp32 outlier"):
+    for unsimulated in ("fused-smooth-all", "fused-outliers-fp32", "fused-outliers-tanh"):
+        with pytest.raises(ConfigurationError, match="SmoothQuant, fp32 outlier"):
             linear_modes(model, RECIPES[unsimulated])
 
 

@@ -46,6 +46,8 @@ def test_every_recipe_builds_a_graph_of_its_shape(tiny_run, tmp_path: Path, name
     assert bool(smoothed) == bool(recipe.smooth_nodes)
     assert ("Attention" in values or "QAttention" in values) == recipe.fuse
     assert "SkipLayerNormalization" not in values  # undone after fusion (layer_norm)
+    assert ("FastGelu" in values) == recipe.tanh_gelu
+    assert ("BiasGelu" in values) == (recipe.fuse and not recipe.tanh_gelu)
     assert ("MatMulNBits" in values) == bool(recipe.weight_only_nodes)
     int8_table = any(n.endswith("word_embeddings.weight_int8") for n in _init_names(path))
     assert int8_table == recipe.int8_embedding_rows
@@ -318,3 +320,42 @@ def test_skip_layer_norm_fusion_is_undone_without_changing_the_function(  # type
             opset.version = 16
     assert unfuse_skip_layer_norm(old) == 0
     assert [n.op_type for n in old.graph.node].count("SkipLayerNormalization") == skips
+
+
+def test_tanh_gelu_stays_close_to_the_erf_graph_and_is_not_fused_back(  # type: ignore[no-untyped-def]
+    tiny_run, tmp_path: Path
+) -> None:
+    """Every fused erf GELU becomes FastGelu; the graph scores within the approximation's
+    reach of the erf one, and ORT's session keeps it as it is."""
+    import onnxruntime as ort
+
+    from services.inference.runner import DISABLED_OPTIMIZERS, ModelRunner
+    from training.export.gelu import tanh_gelu
+    from training.export.quantize import optimize
+
+    fused = optimize(
+        tiny_run.exported.fp32_model, tmp_path / "fused.onnx", tiny_run.finetuned.model_dir
+    )
+    model = onnx.load(str(fused))
+    gelus = [n.op_type for n in model.graph.node].count("BiasGelu")
+    assert gelus == 2  # one per layer of the tiny encoder
+    assert tanh_gelu(model) == gelus
+    tanh = tmp_path / "tanh.onnx"
+    onnx.save(model, str(tanh))
+    assert "BiasGelu" not in _ops(tanh).values()
+
+    tokenizer = tiny_run.exported.bundle_dir / "tokenizer.json"
+    texts = _train_texts(tiny_run, 40)
+    erf_margins = ModelRunner(fused, tokenizer, max_length=128).margins(texts)
+    tanh_margins = ModelRunner(tanh, tokenizer, max_length=128).margins(texts)
+    np.testing.assert_allclose(tanh_margins, erf_margins, atol=1e-2)
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    ort.InferenceSession(
+        str(tanh),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(DISABLED_OPTIMIZERS),
+    )
+    assert list(_ops(tmp_path / "loaded.onnx").values()).count("FastGelu") == gelus

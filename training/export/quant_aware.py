@@ -51,10 +51,10 @@ def onnx_matmul_name(module_name: str) -> str:
 
 def linear_modes(model: torch.nn.Module, recipe: QuantRecipe) -> dict[str, Mode]:
     """How ``recipe`` quantizes each ``Linear`` of ``model``, by module name."""
-    if recipe.smooth_nodes or recipe.outlier_channels:
+    if recipe.smooth_nodes or recipe.outlier_channels or recipe.tanh_gelu:
         raise ConfigurationError(
-            "quantization-aware tuning simulates recipes without SmoothQuant or fp32 outlier "
-            "channels; pick another recipe or set the quant-aware steps to 0"
+            "quantization-aware tuning simulates recipes without SmoothQuant, fp32 outlier "
+            "channels or tanh GELU; pick another recipe or set the quant-aware steps to 0"
         )
 
     def matches(patterns: tuple[str, ...], names: list[str]) -> bool:
