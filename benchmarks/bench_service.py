@@ -74,9 +74,8 @@ def raw_throughput(
     bundle: Path, texts: list[str], threads: int, rounds: int = RAW_ROUNDS
 ) -> dict[int, float]:
     """Texts/s at each batch size: the median of ``rounds`` passes taken in turn across
-    the sizes, so that neither this machine's drift nor the luck of one pass picks the
-    best size (the best of single passes had sat 5-10 % above what the same batches give
-    in the service)."""
+    the sizes, so that neither this machine's drift nor the luck of a single pass picks
+    the best size."""
     runners = {
         batch: ModelRunner.from_bundle(bundle, micro_batch_size=batch, intra_op_threads=threads)
         for batch in (1, 8, 16, 32, 64)

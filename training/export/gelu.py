@@ -14,7 +14,7 @@ from __future__ import annotations
 import onnx
 
 MICROSOFT = "com.microsoft"
-#: ORT's erf GELU ops (the second with the FFN bias fused in); FastGelu takes the same
+#: ORT's erf GELU ops (the first with the FFN bias fused in); FastGelu takes the same
 #: inputs (x, optional bias).
 ERF_GELU = ("BiasGelu", "Gelu")
 
