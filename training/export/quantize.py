@@ -236,11 +236,15 @@ def quantize(
     weight_only: Sequence[str] = (FFN_OUTPUT_MATMUL,),
     weight_only_share: float = 1.0,
     exclude: Sequence[str] = (),
+    tanh: bool = False,
 ) -> Path:
     """The recipe in the module docstring. ``weight_only`` and ``exclude`` are regular
     expressions searched in node names (``weight_only`` only in the lowest
-    ``weight_only_share`` of the layers); ``exclude`` wins and leaves a node fp32."""
+    ``weight_only_share`` of the layers); ``exclude`` wins and leaves a node fp32;
+    ``tanh`` turns the fused erf GELUs into their tanh approximation."""
     model = onnx.load(str(model_path))
+    if tanh:
+        log.info("erf GELU -> FastGelu (tanh): %d", tanh_gelu(model))
     names = [n.name for n in model.graph.node]
     excluded = _matching(names, exclude)
     if embedding_rows:
@@ -531,7 +535,7 @@ def quantize_recipe(
         log.info("%d FFNs carry %d channels in fp32", len(done), recipe.outlier_channels)
         source = staged
         exclude = (*exclude, re.escape(OUTLIER_SUFFIX) + "$")
-    quantized = quantize(
+    return quantize(
         source,
         work / "model-int8.onnx",
         per_channel=recipe.per_channel,
@@ -539,9 +543,5 @@ def quantize_recipe(
         weight_only=recipe.weight_only_nodes,
         weight_only_share=recipe.weight_only_lower_share,
         exclude=exclude,
+        tanh=recipe.tanh_gelu,
     )
-    if recipe.tanh_gelu:
-        model = onnx.load(str(quantized))
-        log.info("erf GELU -> FastGelu (tanh): %d", tanh_gelu(model))
-        onnx.save(model, str(quantized))
-    return quantized
