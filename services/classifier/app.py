@@ -34,6 +34,7 @@ from prometheus_client import make_asgi_app
 from depdetect.settings import Settings, load_settings
 from schemas.messages import DeadLetter, ReviewRequest
 from schemas.migrate import upgrade
+from schemas.text import detect_language
 from services.classifier.batch import BatchOutcome, BatchProcessor
 from services.classifier.failure_policy import (
     FATAL_EXIT_CODE,
@@ -216,6 +217,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             call_overhead_tokens=settings.model.call_overhead_tokens,
         )
         runner.warm_up()
+        # py3langid loads its model on first use (about 0.4 s): here, not in the first
+        # batch's latency.
+        await asyncio.to_thread(detect_language, "warm up")
         state.metrics.model_loaded.labels(runner.model_version).set(1)
         if settings.database.auto_migrate:
             await asyncio.to_thread(upgrade, settings.database.url)
