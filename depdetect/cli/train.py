@@ -14,6 +14,7 @@ import typer
 
 from depdetect.cli.common import command_group, fail, state_settings
 from schemas.errors import DepdetectError
+from training.config import DistillConfig
 
 if TYPE_CHECKING:
     from depdetect.settings import Settings
@@ -480,10 +481,12 @@ def distill(
     ] = False,
     layers: Annotated[int, typer.Option(help="Encoder layers the student keeps")] = 6,
     layer_choice: Annotated[str, typer.Option(help="spread or first")] = "spread",
-    temperature: Annotated[float, typer.Option(help="Soft-label temperature")] = 2.0,
+    temperature: Annotated[
+        float, typer.Option(help="Soft-label temperature")
+    ] = DistillConfig.temperature,
     soft_weight: Annotated[
         float, typer.Option(help="Weight of the soft loss (rest: labelled cross-entropy)")
-    ] = 0.7,
+    ] = DistillConfig.soft_weight,
     hidden_weight: Annotated[
         float,
         typer.Option(
@@ -516,7 +519,7 @@ def distill(
     the two bundles on the test split and every dev set."""
     from schemas.bundle import read_manifest
     from training.calibrate.run import calibrate_bundle, config_of
-    from training.config import DEFAULT_RECIPE, DistillConfig, ExportConfig
+    from training.config import DEFAULT_RECIPE, ExportConfig
     from training.distill.report import teacher_vs_student
     from training.distill.run import distill as run_distill
     from training.distill.run import unlabelled_texts

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -46,6 +47,20 @@ def test_student_copies_the_chosen_teacher_layers(tiny_run) -> None:  # type: ig
     assert torch.equal(got["classifier.weight"], want["classifier.weight"])
     got["classifier.weight"].add_(1.0)  # a copy, not shared storage
     assert not torch.equal(got["classifier.weight"], want["classifier.weight"])
+
+
+def test_rank_correlation_is_spearmans_rho() -> None:
+    from training.distill.report import rank_correlation
+
+    scores = np.array([0.1, 0.5, 0.2, 0.9])
+    assert rank_correlation(scores, scores**3) == pytest.approx(1.0)  # same order
+    assert rank_correlation(scores, -scores) == pytest.approx(-1.0)
+    # Ties share their mean rank: [1, 2.5, 2.5, 4] against [1, 2, 3, 4].
+    assert rank_correlation(np.array([1.0, 2.0, 2.0, 3.0]), np.arange(4.0)) == pytest.approx(
+        np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1]
+    )
+    assert rank_correlation(np.ones(3), scores[:3]) is None  # a constant ranks nothing
+    assert rank_correlation(scores[:1], scores[:1]) is None
 
 
 def test_loss_soft_and_hard_terms() -> None:
@@ -222,6 +237,14 @@ def test_train_distill_builds_a_valid_bundle_and_compares(  # type: ignore[no-un
         assert low <= high and "95 % interval" in result.output
     assert comparison["speed"]["speedup"] > 0
     assert "ROC-AUC drop" in result.output and "dev_a" in result.output
+    # How closely the student follows the teacher, on validation texts only.
+    follows = comparison["fidelity"]
+    validation = read_split(tiny_run.prepared.directory, "validation")
+    assert follows["all"]["n"] == len(validation)
+    assert -1 <= follows["all"]["rho"] <= 1
+    assert {"all", *validation["language"].astype(str)} <= set(follows)
+    assert any(name.startswith("over ") for name in follows)
+    assert "Spearman" in result.output
 
 
 def test_distill_windows_refused_without_a_chunked_teacher_bundle(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

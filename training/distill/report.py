@@ -1,5 +1,6 @@
 """Teacher and distilled student side by side: quality on the test split and on every
-dev set, throughput in the same run, and whether the student meets issue 13's bars."""
+dev set, how closely the student follows the teacher on validation texts, throughput in
+the same run, and whether the student meets issue 13's bars."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from services.inference.runner import ModelRunner
 from training.evaluate.recipes import interleaved_rates, throughput
@@ -65,6 +67,9 @@ def teacher_vs_student(
         "texts": len(bench),
         "rounds": rounds,
     }
+    result["fidelity"] = fidelity(
+        runners["teacher"], runners["student"], read_split(data_dir, "validation")
+    )
     result["auc_drop"] = auc_drops(result)
     for set_name, drop in result["auc_drop"].items():
         drop["ci"] = auc_difference_interval(
@@ -79,6 +84,37 @@ def teacher_vs_student(
     (out_dir / "distilled.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out_dir / "distilled.txt").write_text(format_distilled(result) + "\n")
     return result
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rho (ties share their mean rank); None under two texts or a constant."""
+    if len(a) < 2:
+        return None
+    rho = pd.Series(a).rank().corr(pd.Series(b).rank())
+    return None if pd.isna(rho) else float(rho)
+
+
+def fidelity(teacher: ModelRunner, student: ModelRunner, table: pd.DataFrame) -> dict[str, Any]:
+    """How closely the student ranks the texts of ``table`` (the validation split) as the
+    teacher does: Spearman's rho of their scores over all texts, per language, and over
+    the texts longer than one window. Ranking is what ROC-AUC measures, so this says
+    which way of distilling keeps the teacher's behaviour without looking at the dev
+    suite (choosing by a dev set would tune on it)."""
+    texts = table["text"].astype(str).tolist()
+    taught = teacher.score(texts)
+    ours = np.array([s.score for s in student.score(texts)])
+    theirs = np.array([s.score for s in taught])
+    groups: dict[str, np.ndarray] = {"all": np.ones(len(texts), dtype=bool)}
+    if "language" in table:
+        languages = table["language"].astype(str).to_numpy()
+        groups |= {lang: languages == lang for lang in sorted(set(languages))}
+    groups[f"over {teacher.max_length} tokens"] = np.array(
+        [s.tokens > teacher.max_length for s in taught]
+    )
+    return {
+        name: {"n": int(mask.sum()), "rho": rank_correlation(ours[mask], theirs[mask])}
+        for name, mask in groups.items()
+    }
 
 
 def auc_drops(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -111,6 +147,14 @@ def format_distilled(result: dict[str, Any]) -> str:
         f"{speed['teacher_texts_per_s']:.1f} texts/s, student "
         f"{speed['student_texts_per_s']:.1f} texts/s, {speed['speedup']:.2f}x "
         f"(goal >= {MIN_SPEEDUP}x)",
+        "",
+        "how closely the student ranks validation texts as the teacher does (Spearman's "
+        "rho of the scores; the criterion for choosing how to distill, not the dev sets):",
+        "  "
+        + ", ".join(
+            f"{name} {'-' if f['rho'] is None else format(f['rho'], '.4f')} (n={f['n']})"
+            for name, f in result.get("fidelity", {}).items()
+        ),
         "",
         "ROC-AUC drop teacher - student per set:",
     ]

@@ -2,9 +2,10 @@
 
 The student (fewer layers, copied from the teacher) learns the teacher's softened
 outputs (KL divergence at temperature T, scaled by T^2) on the training texts plus
-unlabelled texts, and the labels where there are some (weighted cross-entropy, as the
-teacher's fine-tuning). With ``DistillConfig.windows``, the later windows of long texts
-(cut as the bundle will cut them) are trained on too, with the teacher's soft labels.
+unlabelled texts and, where ``soft_weight`` < 1 (by default it is 1), the labels where
+there are some (weighted cross-entropy, as the teacher's fine-tuning). With
+``DistillConfig.windows``, the later windows of long texts (cut as the bundle will cut
+them) are trained on too, with the teacher's soft labels.
 Texts of the validation and test splits are never trained on, labelled or not. The
 student directory carries a ``training_info.json`` like any fine-tuned model, so
 ``export_bundle`` exports and quantizes it exactly like the teacher.
