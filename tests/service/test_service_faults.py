@@ -62,8 +62,10 @@ async def test_a_database_without_the_schema_stops_the_service_with_a_clear_erro
         model={"bundle_path": tiny_bundle, "threshold": 0.0},
     )
     await ensure_topics(settings.kafka)
-    await _publish(settings, 6, "fatal")
     service = ServiceProcess(settings, tmp_path / "svc.log").start()
+    # Published once it is ready: a backlog would reach the fatal write before the
+    # harness sees it ready (the first batch takes a few tens of ms).
+    await _publish(settings, 6, "fatal")
     assert service.wait_exit(90) == FATAL_EXIT_CODE
     log = service.log()
     assert "is the schema migrated" in log and "stopped by a fatal error" in log
