@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import onnx
 
+#: The domain of ORT's contrib ops (its fused GELUs, MatMulNBits).
 MICROSOFT = "com.microsoft"
 #: ORT's erf GELU ops (the first with the FFN bias fused in); FastGelu takes the same
 #: inputs (x, optional bias).

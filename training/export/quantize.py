@@ -39,7 +39,7 @@ from transformers import AutoConfig
 
 from schemas.errors import ConfigurationError
 from training.config import FFN_OUTPUT_MATMUL, QuantRecipe
-from training.export.gelu import tanh_gelu
+from training.export.gelu import MICROSOFT, tanh_gelu
 from training.export.layer_norm import unfuse_skip_layer_norm
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def quantize_weight_only(
                 [node.input[0], q_name, s_name],
                 list(node.output),
                 f"{node.name}_Q8",
-                domain="com.microsoft",
+                domain=MICROSOFT,
                 K=k,
                 N=n,
                 bits=8,
@@ -222,8 +222,8 @@ def quantize_weight_only(
         )
         replaced.append(node.name)
     _replace_nodes(model, nodes)
-    if replaced and not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    if replaced and not any(o.domain == MICROSOFT for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MICROSOFT, 1))
     return replaced
 
 
