@@ -57,6 +57,29 @@ def test_one_detector_one_rule_set() -> None:
     assert not russian.supported and russian.language in LANGUAGES
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ich bin heute so müde und nichts hat mehr einen Sinn.",
+        "je suis fatiguée",
+        "ok",
+        "Я очень устал сегодня, ничего не хочется",
+        "我今天很累",
+        "Mi sento vuoto da settimane https://x.y @luca",
+        "",
+    ],
+)
+def test_the_detector_is_py3langids_full_ranking(text: str) -> None:
+    # The fast path (one classify() when the top is ours) must give what ranking every
+    # language gives: the top, and the first of ours in that ranking.
+    from schemas.text import _identifier
+
+    ranking = [str(code) for code, _ in _identifier().rank(normalize_text(text))]
+    detected = detect_language(text)
+    assert detected.top == ranking[0]
+    assert detected.language == next(code for code in ranking if code in LANGUAGES)
+
+
 def test_dedup_key_ignores_what_normalisation_and_case_ignore() -> None:
     assert dedup_key("Hoy,  caminé hasta el Mercado! @ana https://x.y") == dedup_key(
         "hoy caminé hasta el mercado"
