@@ -275,10 +275,19 @@ class BatchProcessor:
 
         async def score(part: list[Accepted]) -> list[tuple[Accepted, float, str | None]]:
             started = time.perf_counter()
+            messages = [a.message for a in part]
             # onnxruntime releases the GIL: a thread keeps the event loop (heartbeats) alive.
-            scored = await asyncio.to_thread(self._score, [a.message for a in part])
+            # Language detection (one-threaded Python) runs beside the model's run, in the
+            # gaps its threads leave, rather than after it.
+            results, languages = await asyncio.gather(
+                asyncio.to_thread(self.runner.score, [m.text for m in messages]),
+                asyncio.to_thread(languages_of, messages),
+            )
             self.metrics.inference_seconds.observe(time.perf_counter() - started)
-            return [(item, s, lang) for item, (s, lang) in zip(part, scored, strict=True)]
+            return [
+                (item, r.score, lang)
+                for item, r, lang in zip(part, results, languages, strict=True)
+            ]
 
         return await self._isolating(
             items,
@@ -318,13 +327,6 @@ class BatchProcessor:
                 return left_ok + right_ok, left_bad + right_bad
 
         return await bisect(items)
-
-    def _score(self, messages: list[Any]) -> list[tuple[float, str | None]]:
-        results = self.runner.score([m.text for m in messages])
-        return [
-            (r.score, resolve_language(m.text, m.language))
-            for m, r in zip(messages, results, strict=True)
-        ]
 
     async def _check_model(self) -> None:
         """Every record failed to score: is it them, or the model? A known-good text decides."""
@@ -447,3 +449,7 @@ class BatchProcessor:
         age = await asyncio.to_thread(self.store.oldest_unpublished_age_s)
         self.metrics.outbox_oldest_seconds.set(age)
         return total
+
+
+def languages_of(messages: list[Any]) -> list[str | None]:
+    return [resolve_language(m.text, m.language) for m in messages]
