@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import os
 import time
@@ -120,6 +121,8 @@ class BatchProcessor:
         self.threshold = (
             settings.model.threshold if settings.model.threshold is not None else runner.threshold
         )
+        #: Review rows this process is publishing now, by id, and the task doing it.
+        self._publishing: dict[int, asyncio.Future[None]] = {}
 
     async def process(self, records: Sequence[Any]) -> BatchOutcome:
         """The batch in stripes of ``model.stripe_size`` texts (unset: one stripe) of
@@ -424,16 +427,37 @@ class BatchProcessor:
             await self.publish(topic, encode(event.model_copy(update={"text": None})), key, headers)
 
     async def publish_reviews(self, pending: list[PendingReview]) -> int:
-        """Publish review events, then mark them in the outbox."""
-        if not pending:
-            return 0
+        """Publish review events, then mark them in the outbox; returns how many this call
+        sent. Rows another call of this process is already publishing are not sent again:
+        this one waits for that publication instead (a restarted service's outbox sweep
+        and the replay of the batch it was killed in find the same unpublished rows)."""
+        mine = [row for row in pending if row.id not in self._publishing]
+        theirs = {id(f): f for row in pending if (f := self._publishing.get(row.id))}
+        tasks = list(theirs.values())
+        if mine:
+            task = asyncio.ensure_future(self._publish_and_mark(mine))
+            for row in mine:
+                self._publishing[row.id] = task
+            task.add_done_callback(functools.partial(self._forget, [row.id for row in mine]))
+            tasks.append(task)
+        # Shielded: a caller that gives up (a sweep's timeout) leaves the publication and
+        # its mark to finish for the others waiting on it.
+        await asyncio.gather(*(asyncio.shield(t) for t in tasks))
+        return len(mine)
+
+    def _forget(self, ids: list[int], task: asyncio.Future[None]) -> None:
+        for row_id in ids:
+            self._publishing.pop(row_id, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every caller sees it through its own await
+
+    async def _publish_and_mark(self, rows: list[PendingReview]) -> None:
         topic = self.settings.kafka.review_topic
-        await asyncio.gather(*(self._publish_review(topic, row) for row in pending))
+        await asyncio.gather(*(self._publish_review(topic, row) for row in rows))
         self._crash_point("reviews", True)
-        await self.retry(self.store.mark_published, [row.id for row in pending])
+        await self.retry(self.store.mark_published, [row.id for row in rows])
         self._crash_point("outbox", True)
-        self.metrics.reviews_published.inc(len(pending))
-        return len(pending)
+        self.metrics.reviews_published.inc(len(rows))
 
     async def sweep_outbox(self, *, older_than_s: float = 0.0) -> int:
         """Publish reviews of flagged rows left unpublished by an earlier crash or failure.

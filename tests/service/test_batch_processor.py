@@ -126,6 +126,36 @@ async def test_outbox_sweep_publishes_what_a_crash_left(parts) -> None:  # type:
     assert await processor.sweep_outbox() == 0
 
 
+async def test_a_sweep_and_a_replay_at_once_publish_each_review_once(parts) -> None:  # type: ignore[no-untyped-def]
+    # A restarted service sweeps its outbox while it replays the batch it was killed in:
+    # both find the same unpublished rows. Each review goes out once, and neither returns
+    # before it is confirmed and marked (the replay then commits its offsets).
+    processor, broker, store = parts
+    batch = [_record(0, "sad one"), _record(1, "sad two"), _record(2, "happy")]
+    broker.fail_topic = processor.settings.kafka.review_topic
+    with pytest.raises(ConnectionError):
+        await processor.process(batch)
+    broker.fail_topic = None
+    published = broker.publish
+
+    async def slow_publish(
+        topic: str, value: bytes, key: bytes | None, headers: dict[str, str]
+    ) -> None:
+        await asyncio.sleep(0.2)  # the broker's round trip: long enough for both to start
+        await published(topic, value, key, headers)
+
+    processor.publish = slow_publish
+    swept, outcome = await asyncio.gather(processor.sweep_outbox(), processor.process(batch))
+    reviews = [
+        decode(ReviewRequest, v).message_id
+        for t, v, _ in broker.sent
+        if t == processor.settings.kafka.review_topic
+    ]
+    assert sorted(reviews) == ["m0", "m1"]
+    assert swept + outcome.reviews_published == 2
+    assert all(r.review_published_at is not None for r in _rows(store) if r.flagged)
+
+
 async def test_transient_database_errors_are_retried(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     processor, _, store = parts
     real = store.save_batch
