@@ -97,8 +97,9 @@ def detect_language(text: str) -> DetectedLanguage:
     emoji say nothing about the language), over all its languages."""
     normalised = normalize_text(text)
     identifier = _identifier()
-    # classify() is rank()'s first entry (py3langid folds aliased labels for both) at a
-    # third of its cost; the full ranking is needed only when the top is none of ours.
+    # classify() is rank()'s first entry (py3langid folds aliased labels for both)
+    # without sorting every language; the full ranking is needed only when the top is
+    # none of ours.
     top = str(identifier.classify(normalised)[0])
     if top in LANGUAGES:
         return DetectedLanguage(language=top, top=top)
