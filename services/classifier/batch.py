@@ -432,8 +432,7 @@ class BatchProcessor:
         this one waits for that publication instead (a restarted service's outbox sweep
         and the replay of the batch it was killed in find the same unpublished rows)."""
         mine = [row for row in pending if row.id not in self._publishing]
-        theirs = {id(f): f for row in pending if (f := self._publishing.get(row.id))}
-        tasks = list(theirs.values())
+        tasks = list({f for row in pending if (f := self._publishing.get(row.id))})
         if mine:
             task = asyncio.ensure_future(self._publish_and_mark(mine))
             for row in mine:

@@ -59,6 +59,22 @@ def parts(sqlite_url: str) -> tuple[BatchProcessor, FakeBroker, ResultStore]:
     return processor, broker, processor.store
 
 
+async def _write_without_reviews(
+    processor: BatchProcessor, broker: FakeBroker, batch: list[Record]
+) -> None:
+    """Process ``batch`` while the review topic is down (rows written, reviews left in the
+    outbox, the batch failed), then bring the topic back."""
+    broker.fail_topic = processor.settings.kafka.review_topic
+    with pytest.raises(ConnectionError):
+        await processor.process(batch)
+    broker.fail_topic = None
+
+
+def _review_ids(processor: BatchProcessor, broker: FakeBroker) -> list[str]:
+    topic = processor.settings.kafka.review_topic
+    return sorted(decode(ReviewRequest, v).message_id for t, v, _ in broker.sent if t == topic)
+
+
 def _rows(store: ResultStore) -> list[ResultRow]:
     from sqlalchemy.orm import Session
 
@@ -98,30 +114,19 @@ async def test_store_nothing_keeps_no_row_for_unflagged(parts, sqlite_url: str) 
 async def test_review_publish_failure_leaves_outbox_for_the_replay(parts) -> None:  # type: ignore[no-untyped-def]
     processor, broker, store = parts
     batch = [_record(0, "sad one"), _record(1, "sad two"), _record(2, "happy")]
-    broker.fail_topic = processor.settings.kafka.review_topic
-    with pytest.raises(ConnectionError):
-        await processor.process(batch)
+    await _write_without_reviews(processor, broker, batch)
     assert all(r.review_published_at is None for r in _rows(store) if r.flagged)
 
-    broker.fail_topic = None
     await processor.process(batch)  # the redelivery after a nack
     rows = _rows(store)
     assert len(rows) == 3, "no duplicate rows on replay"
     assert all(r.review_published_at is not None for r in rows if r.flagged)
-    reviews = [
-        decode(ReviewRequest, v)
-        for t, v, _ in broker.sent
-        if t == processor.settings.kafka.review_topic
-    ]
-    assert sorted(r.message_id for r in reviews) == ["m0", "m1"]
+    assert _review_ids(processor, broker) == ["m0", "m1"]
 
 
 async def test_outbox_sweep_publishes_what_a_crash_left(parts) -> None:  # type: ignore[no-untyped-def]
     processor, broker, store = parts
-    broker.fail_topic = processor.settings.kafka.review_topic
-    with pytest.raises(ConnectionError):
-        await processor.process([_record(0, "sad"), _record(1, "sad too")])
-    broker.fail_topic = None
+    await _write_without_reviews(processor, broker, [_record(0, "sad"), _record(1, "sad too")])
     assert await processor.sweep_outbox() == 2
     assert await processor.sweep_outbox() == 0
 
@@ -132,10 +137,7 @@ async def test_a_sweep_and_a_replay_at_once_publish_each_review_once(parts) -> N
     # before it is confirmed and marked (the replay then commits its offsets).
     processor, broker, store = parts
     batch = [_record(0, "sad one"), _record(1, "sad two"), _record(2, "happy")]
-    broker.fail_topic = processor.settings.kafka.review_topic
-    with pytest.raises(ConnectionError):
-        await processor.process(batch)
-    broker.fail_topic = None
+    await _write_without_reviews(processor, broker, batch)
     published = broker.publish
 
     async def slow_publish(
@@ -146,12 +148,7 @@ async def test_a_sweep_and_a_replay_at_once_publish_each_review_once(parts) -> N
 
     processor.publish = slow_publish
     swept, outcome = await asyncio.gather(processor.sweep_outbox(), processor.process(batch))
-    reviews = [
-        decode(ReviewRequest, v).message_id
-        for t, v, _ in broker.sent
-        if t == processor.settings.kafka.review_topic
-    ]
-    assert sorted(reviews) == ["m0", "m1"]
+    assert _review_ids(processor, broker) == ["m0", "m1"]
     assert swept + outcome.reviews_published == 2
     assert all(r.review_published_at is not None for r in _rows(store) if r.flagged)
 
