@@ -164,6 +164,9 @@ class QuantRecipe:
     #: ORT's fused erf GELUs as the tanh approximation (``FastGelu``): a faster kernel,
     #: BERT's own approximation (``training/export/gelu.py``). Needs ``fuse``.
     tanh_gelu: bool = False
+    #: Each int8 activation's scale fixed from calibration texts instead of measured per
+    #: batch (``training/export/static_activations.py``): one pass over it less.
+    static_activations: bool = False
 
     def __post_init__(self) -> None:
         _require(0 < self.weight_only_lower_share <= 1, "weight_only_lower_share in (0, 1]")
@@ -205,6 +208,13 @@ RECIPES: dict[str, QuantRecipe] = {
         "a faster kernel than ORT's erf GELU)",
         outlier_channels=4,
         tanh_gelu=True,
+    ),
+    "fused-outliers-tanh-static": QuantRecipe(
+        "fused-outliers-tanh with each int8 activation's scale fixed from calibration texts "
+        "(static) instead of measured per batch",
+        outlier_channels=4,
+        tanh_gelu=True,
+        static_activations=True,
     ),
     "fused-per-tensor": QuantRecipe(
         "fused; int8 per-row embeddings; every MatMul and Attention dynamic int8 per-tensor",

@@ -106,9 +106,10 @@ def test_the_simulation_predicts_the_int8_graphs_error(tiny_run, tmp_path: Path)
     onnxruntime's int8 graph than the fp32 model's do; its weights are untouched after."""
     import onnxruntime as ort
 
+    from training.export.calibration import calibration_feeds
     from training.export.onnx_export import load_for_export
     from training.export.quant_aware import _quantize_rows_, simulated_int8
-    from training.export.quantize import _calibration_feeds, quantize_recipe
+    from training.export.quantize import quantize_recipe
 
     model_dir = tiny_run.finetuned.model_dir
     recipe = RECIPES["fused-per-channel"]
@@ -116,7 +117,7 @@ def test_the_simulation_predicts_the_int8_graphs_error(tiny_run, tmp_path: Path)
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     inputs = {i.name for i in session.get_inputs()}
     texts = _train_texts(tiny_run)[:40]
-    feeds = _calibration_feeds(model_dir, texts, inputs, batch_size=1)
+    feeds = calibration_feeds(model_dir, texts, inputs, batch_size=1)
     int8 = np.concatenate([session.run(None, f)[0] for f in feeds])
 
     model = load_for_export(model_dir)

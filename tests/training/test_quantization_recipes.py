@@ -4,6 +4,7 @@ table measures parity, speed against fp32 and size for each."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,9 @@ def test_every_recipe_builds_a_graph_of_its_shape(tiny_run, tmp_path: Path, name
     ffn_out = [n for n in ops if "/output/dense/MatMul" in n and "attention" not in n]
     if recipe.exclude_nodes and "output" in recipe.exclude_nodes[0]:
         assert {ops[n] for n in ffn_out} == {"MatMul"}  # left fp32
-    assert "MatMulInteger" in values or "DynamicQuantizeMatMul" in values
+    assert ("DynamicQuantizeLinear" in values) != recipe.static_activations
+    int8_matmuls = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+    assert values & int8_matmuls
     bundle = tiny_run.exported.bundle_dir
     scorer = ModelRunner(path, bundle / "tokenizer.json", max_length=128)
     scores = scorer.predict_proba(["ich bin so müde", "a sunny day at the beach"])
@@ -169,16 +172,93 @@ def test_smoothing_keeps_the_fp32_function(tiny_run, tmp_path: Path) -> None:  #
     assert len(scales) == 2 and not all(np.allclose(s, 1.0) for s in scales)
 
 
-def test_smoothing_needs_calibration_texts(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "name", ["fused-smooth-ffn-out", "fused-outliers-fp32", "fused-outliers-tanh-static"]
+)
+def test_calibrated_recipes_need_calibration_texts(tiny_run, tmp_path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
     from training.export.quantize import quantize_recipe
 
     with pytest.raises(ConfigurationError, match="calibration texts"):
         quantize_recipe(
-            tiny_run.exported.fp32_model,
-            tmp_path,
-            tiny_run.finetuned.model_dir,
-            RECIPES["fused-smooth-ffn-out"],
+            tiny_run.exported.fp32_model, tmp_path, tiny_run.finetuned.model_dir, RECIPES[name]
         )
+
+
+def test_static_scales_are_dynamic_quantizations_of_the_calibrated_range() -> None:
+    """A range's scale and zero point are the ones ONNX's DynamicQuantizeLinear derives
+    from a tensor spanning that range (0 included; zero point rounded half to even)."""
+    import onnxruntime as ort
+
+    from training.export.static_activations import ActivationRange
+
+    node = onnx.helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"])
+    graph = onnx.helper.make_graph(
+        [node],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None])],
+        [
+            onnx.helper.make_tensor_value_info("q", onnx.TensorProto.UINT8, [None]),
+            onnx.helper.make_tensor_value_info("s", onnx.TensorProto.FLOAT, []),
+            onnx.helper.make_tensor_value_info("z", onnx.TensorProto.UINT8, []),
+        ],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for low, high in [(-0.17, 5.5), (-11.0, 44.0), (0.3, 2.0), (-3.0, -1.0), (0.0, 0.0)]:
+        x = np.array([low, (low + high) / 2, high], dtype=np.float32)
+        _, scale, zero_point = session.run(None, {"x": x})
+        ours = ActivationRange(low, high).uint8_parameters()
+        assert ours[0] == pytest.approx(float(scale), rel=1e-6), (low, high)
+        assert int(ours[1]) == int(zero_point), (low, high)
+
+
+def test_static_activation_scales_replace_the_per_batch_scan(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every DynamicQuantizeLinear becomes a QuantizeLinear with a constant scale that
+    covers the activation on the calibration texts, every int8 MatMul one
+    MatMulIntegerToFloat with its bias folded in, and the graph scores as the dynamic
+    one does within int8 noise."""
+    from services.inference.runner import ModelRunner
+    from training.export.calibration import probe_real_rows
+    from training.export.quantize import quantize_recipe
+    from training.export.static_activations import fix_activation_scales
+
+    model_dir = tiny_run.finetuned.model_dir
+    calibration = _train_texts(tiny_run)
+    dynamic_path = quantize_recipe(
+        tiny_run.exported.fp32_model,
+        tmp_path,
+        model_dir,
+        RECIPES["fused-outliers-tanh"],
+        calibration,
+    )
+    static_path = tmp_path / "static.onnx"
+    fixed = fix_activation_scales(dynamic_path, static_path, model_dir, calibration)
+    dynamic, static = onnx.load(str(dynamic_path)), onnx.load(str(static_path))
+    count = Counter(n.op_type for n in dynamic.graph.node)
+    ops = Counter(n.op_type for n in static.graph.node)
+    assert fixed == count["DynamicQuantizeLinear"] == ops["QuantizeLinear"] > 0
+    assert ops["MatMulIntegerToFloat"] == count["MatMulInteger"] > 0
+    assert not ops["DynamicQuantizeLinear"] and not ops["MatMulInteger"]
+    assert ops["Add"] < count["Add"]  # bias Adds folded into the products
+
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in static.graph.initializer}
+    quantizers = [n for n in static.graph.node if n.op_type == "QuantizeLinear"]
+    seen = next(
+        iter(probe_real_rows(dynamic, [n.input[0] for n in quantizers], model_dir, calibration))
+    )
+    for node in quantizers:
+        scale, zero_point = float(inits[node.input[1]]), int(inits[node.input[2]])
+        low, high = -zero_point * scale, (255 - zero_point) * scale
+        rows = seen[node.input[0]]
+        # The calibrated range holds what the calibration texts produce (to one step).
+        assert low - scale <= rows.min() and rows.max() <= high + scale, node.name
+
+    tokenizer = tiny_run.exported.bundle_dir / "tokenizer.json"
+    texts = _train_texts(tiny_run, 200)[64:]
+    before = ModelRunner(dynamic_path, tokenizer, max_length=128).predict_proba(texts)
+    after = ModelRunner(static_path, tokenizer, max_length=128).predict_proba(texts)
+    assert np.mean((before > 0.5) == (after > 0.5)) >= 0.95
+    assert np.median(np.abs(before - after)) < 0.05
 
 
 def test_train_export_recipe_option(tiny_run, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

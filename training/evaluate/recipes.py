@@ -104,8 +104,9 @@ def compare_recipes(
 ) -> list[dict[str, Any]]:
     """One row per recipe (and one for fp32); writes ``recipes.json`` and ``recipes.txt``."""
     from training.bundle_builder import bundle_tokenizer
+    from training.export.calibration import CALIBRATION_TEXTS
     from training.export.onnx_export import export_onnx, load_for_export
-    from training.export.quantize import CALIBRATION_TEXTS, optimize, quantize_recipe
+    from training.export.quantize import optimize, quantize_recipe
     from training.finetune.result import FinetuneResult
     from training.finetune.scoring import torch_scores
     from training.finetune.threshold import tune_threshold

@@ -18,8 +18,8 @@ multilingual-e5-small, 2,642 validation texts):
 
 Other recipes (``training.config.RECIPES``, picked by ``ExportConfig.recipe`` and compared
 side by side by ``training/evaluate/recipes.py``) switch these steps on and off: fusion,
-per-row embeddings, per-channel weights, outlier channels, SmoothQuant, 8-bit
-weight-only MatMuls (``MatMulNBits``: fp32 activations, about 3x slower than the int8
+per-row embeddings, per-channel weights, outlier channels, SmoothQuant, static
+activation scales (``static_activations``), 8-bit weight-only MatMuls (``MatMulNBits``: fp32 activations, about 3x slower than the int8
 kernels here; the previous default kept the lower layers' FFN outputs so) or fp32 nodes.
 """
 
@@ -39,18 +39,16 @@ from transformers import AutoConfig
 
 from schemas.errors import ConfigurationError
 from training.config import FFN_OUTPUT_MATMUL, QuantRecipe
+from training.export.calibration import probe_real_rows
 from training.export.gelu import MICROSOFT, tanh_gelu
 from training.export.layer_norm import unfuse_skip_layer_norm
+from training.export.static_activations import fix_activation_scales
 
 log = logging.getLogger(__name__)
 
 #: Gather tables with at least this many rows are quantized per row (the vocabulary).
 MIN_EMBEDDING_ROWS = 1024
 WEIGHT_ONLY_BLOCK = 32
-#: Training texts that calibrate activation smoothing.
-CALIBRATION_TEXTS = 256
-#: Calibration texts (SmoothQuant) are cut to this many tokens.
-CALIBRATION_MAX_LENGTH = 128
 
 
 def optimize(fp32_path: Path, out_path: Path, model_dir: Path) -> Path:
@@ -273,47 +271,15 @@ def quantize(
     return out_path
 
 
-def _calibration_feeds(
-    model_dir: Path, texts: Sequence[str], inputs: set[str], batch_size: int = 32
-) -> list[dict[str, np.ndarray]]:
-    from training.bundle_builder import bundle_tokenizer
-
-    tokenizer = bundle_tokenizer(model_dir, CALIBRATION_MAX_LENGTH)
-    feeds = []
-    for start in range(0, len(texts), batch_size):
-        encoded = tokenizer.encode_batch(list(texts[start : start + batch_size]))
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encoded])}
-        feed["attention_mask"] = feed["attention_mask"].astype(np.int64)
-        if "token_type_ids" in inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        feeds.append(feed)
-    return feeds
-
-
 def channel_amax(
     model: onnx.ModelProto, activations: Iterable[str], model_dir: Path, texts: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """The largest |value| of each channel (last axis) of each named activation, over the
     real (unpadded) tokens of ``texts`` run through ``model``."""
-    import onnxruntime as ort
-
-    names = sorted(set(activations))
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in known:
-            probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    del probe
-    inputs = {i.name for i in session.get_inputs()}
     amax: dict[str, np.ndarray] = {}
-    for feed in _calibration_feeds(model_dir, texts, inputs):
-        real = feed["attention_mask"].reshape(-1).astype(bool)
-        for name, value in zip(names, session.run(names, feed), strict=True):
-            rows = np.abs(value).reshape(-1, value.shape[-1])[real]
-            seen = rows.max(axis=0) if len(rows) else np.zeros(value.shape[-1])
+    for batch in probe_real_rows(model, activations, model_dir, texts):
+        for name, rows in batch.items():
+            seen = np.abs(rows).max(axis=0) if len(rows) else np.zeros(rows.shape[-1])
             amax[name] = np.maximum(amax.get(name, seen), seen)
     return amax
 
@@ -535,7 +501,7 @@ def quantize_recipe(
         log.info("%d FFNs carry %d channels in fp32", len(done), recipe.outlier_channels)
         source = staged
         exclude = (*exclude, re.escape(OUTLIER_SUFFIX) + "$")
-    return quantize(
+    out = quantize(
         source,
         work / "model-int8.onnx",
         per_channel=recipe.per_channel,
@@ -545,3 +511,8 @@ def quantize_recipe(
         exclude=exclude,
         tanh=recipe.tanh_gelu,
     )
+    if recipe.static_activations:
+        if not calibration_texts:
+            raise ConfigurationError("this recipe fixes activation scales: give calibration texts")
+        fix_activation_scales(out, out, model_dir, calibration_texts)
+    return out

@@ -16,10 +16,11 @@ from training.bundle_builder import bundle_tokenizer, write_bundle
 from training.config import ExportConfig
 from training.errors import ParityError
 from training.evaluate.metrics import binary_metrics, metrics_by_group
+from training.export.calibration import CALIBRATION_TEXTS
 from training.export.onnx_export import export_onnx, load_for_export
 from training.export.parity import parity
 from training.export.quant_aware import quant_aware_tune
-from training.export.quantize import CALIBRATION_TEXTS, quantize_recipe
+from training.export.quantize import quantize_recipe
 from training.finetune.result import FinetuneResult
 from training.finetune.scoring import torch_scores
 from training.finetune.threshold import tune_threshold
