@@ -19,8 +19,9 @@ multilingual-e5-small, 2,642 validation texts):
 Other recipes (``training.config.RECIPES``, picked by ``ExportConfig.recipe`` and compared
 side by side by ``training/evaluate/recipes.py``) switch these steps on and off: fusion,
 per-row embeddings, per-channel weights, outlier channels, SmoothQuant, static
-activation scales (``static_activations``), 8-bit weight-only MatMuls (``MatMulNBits``: fp32 activations, about 3x slower than the int8
-kernels here; the previous default kept the lower layers' FFN outputs so) or fp32 nodes.
+activation scales (``static_activations``), 8-bit weight-only MatMuls (``MatMulNBits``:
+fp32 activations, about 3x slower than the int8 kernels here; the previous default kept
+the lower layers' FFN outputs so) or fp32 nodes.
 """
 
 from __future__ import annotations
