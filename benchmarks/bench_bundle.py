@@ -155,6 +155,21 @@ def texts_of_length(
     return texts, float(np.mean([len(e.ids) for e in tokenizer.encode_batch(texts)]))
 
 
+@dataclass(frozen=True)
+class SweepPoint:
+    """One length of the sweep: what was asked, measured and seen, and how fast."""
+
+    length: int
+    measured: float
+    model_tokens: float
+    p50_ms: float
+    p95_ms: float
+    batch1_texts_s: float
+    best_batch: str
+    texts_s: float
+    tokens_s: float
+
+
 def length_sweep(
     scorer: ModelRunner,
     pool: Sequence[str],
@@ -162,11 +177,8 @@ def length_sweep(
     sizes: Sequence[int],
     n: int,
     repeats: int,
-) -> list[str]:
-    lines = [
-        f"{'tokens':>6} {'measured':>8} {'model tok':>9} {'b1 p50 ms':>9} {'b1 p95 ms':>9} "
-        f"{'b1 texts/s':>10} {'best batch':>10} {'texts/s':>9} {'tokens/s':>10}"
-    ]
+) -> list[SweepPoint]:
+    points = []
     for length in lengths:
         texts, measured = texts_of_length(pool, scorer, length, n)
         tokens = model_tokens(scorer, texts)
@@ -178,13 +190,60 @@ def length_sweep(
             samples.append(time.perf_counter() - started)
         ms = np.asarray(samples) * 1000
         best = max(best_batched(scorer, texts, sizes, tokens, repeats), key=lambda r: r.texts_s)
+        points.append(
+            SweepPoint(
+                length,
+                measured,
+                tokens / len(texts),
+                float(np.percentile(ms, 50)),
+                float(np.percentile(ms, 95)),
+                float(1000 / ms.mean()),
+                best.name.split(",")[0],
+                best.texts_s,
+                best.tokens_s,
+            )
+        )
+    return points
+
+
+def format_sweep(points: Sequence[SweepPoint]) -> list[str]:
+    lines = [
+        f"{'tokens':>6} {'measured':>8} {'model tok':>9} {'b1 p50 ms':>9} {'b1 p95 ms':>9} "
+        f"{'b1 texts/s':>10} {'best batch':>10} {'texts/s':>9} {'tokens/s':>10}"
+    ]
+    for p in points:
         lines.append(
-            f"{length:>6} {measured:>8.1f} {tokens / len(texts):>9.1f} "
-            f"{np.percentile(ms, 50):>9.2f} {np.percentile(ms, 95):>9.2f} "
-            f"{1000 / ms.mean():>10.1f} {best.name.split(',')[0]:>10} {best.texts_s:>9.1f} "
-            f"{best.tokens_s:>10.1f}"
+            f"{p.length:>6} {p.measured:>8.1f} {p.model_tokens:>9.1f} {p.p50_ms:>9.2f} "
+            f"{p.p95_ms:>9.2f} {p.batch1_texts_s:>10.1f} {p.best_batch:>10} "
+            f"{p.texts_s:>9.1f} {p.tokens_s:>10.1f}"
         )
     return lines
+
+
+def plot_sweeps(sweeps: dict[str, list[SweepPoint]], path: Path) -> None:
+    """How cost grows with length, per bundle: best batched texts/s and batch-1 latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (speed, latency) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, points in sweeps.items():
+        lengths = [p.length for p in points]
+        speed.plot(lengths, [p.texts_s for p in points], marker="o", label=name)
+        latency.plot(lengths, [p.p50_ms for p in points], marker="o", label=f"{name} p50")
+        latency.plot(lengths, [p.p95_ms for p in points], linestyle="--", label=f"{name} p95")
+    for ax in (speed, latency):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("text length (tokens)")
+        ax.legend(fontsize=7)
+    speed.set_ylabel("texts/s, best batch (length-sorted)")
+    latency.set_ylabel("ms per text, batch 1")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -207,6 +266,11 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds of the side-by-side figures"
     )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / "var" / "bench" / "length_sweep.png",
+    )
     args = parser.parse_args()
 
     import onnxruntime
@@ -217,6 +281,7 @@ def main() -> None:
     lengths = [int(s) for s in args.lengths.split(",") if s]
     # (bundle, scorer, padded batch-1 row, best row, padded width)
     results: list[tuple[str, ModelRunner, Row, Row, int]] = []
+    sweeps: dict[str, list[SweepPoint]] = {}
     for path in args.bundles:
         scorer = ModelRunner.from_bundle(path, intra_op_threads=args.threads)
         manifest = scorer.manifest
@@ -234,8 +299,13 @@ def main() -> None:
         results.append((path.name, scorer, rows[0], best, width))
         if lengths:
             print(f"\nlength sweep ({args.sweep_texts} texts per length):")
-            for line in length_sweep(scorer, texts, lengths, sizes, args.sweep_texts, args.repeats):
-                print(line)
+            sweeps[path.name] = length_sweep(
+                scorer, texts, lengths, sizes, args.sweep_texts, args.repeats
+            )
+            print("\n".join(format_sweep(sweeps[path.name])))
+    if sweeps:
+        plot_sweeps(sweeps, args.plot)
+        print(f"\nplot of cost against length: {args.plot}")
     if len(results) > 1:
         side_by_side(results, texts, args.rounds, args.repeats)
 

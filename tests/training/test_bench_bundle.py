@@ -14,8 +14,9 @@ pytestmark = pytest.mark.training
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_bundle.py"
 
 
-def test_bench_bundle_prints_sweep_and_side_by_side(tiny_run) -> None:  # type: ignore[no-untyped-def]
+def test_bench_bundle_prints_sweep_and_side_by_side(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bundle = str(tiny_run.exported.bundle_dir)
+    plot = tmp_path / "sweep.png"
     done = subprocess.run(
         [
             sys.executable,
@@ -34,6 +35,8 @@ def test_bench_bundle_prints_sweep_and_side_by_side(tiny_run) -> None:  # type: 
             "10,50,200",
             "--sweep-texts",
             "4",
+            "--plot",
+            str(plot),
         ],
         capture_output=True,
         text=True,
@@ -52,3 +55,4 @@ def test_bench_bundle_prints_sweep_and_side_by_side(tiny_run) -> None:  # type: 
     assert "side by side: 3 interleaved rounds" in out and "(the original method)" in out
     # Both bundles' best batch in every round, with a ratio to the first's best.
     assert sum("x the original method" in line for line in lines) == 2
+    assert plot.read_bytes().startswith(b"\x89PNG")

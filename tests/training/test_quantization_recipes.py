@@ -132,6 +132,7 @@ def test_recipe_table_measures_parity_speed_and_size(tiny_run, tmp_path: Path) -
     assert "fused-per-channel+fp32:layer.0" in text and "x fp32" in text
     assert "median of 2 interleaved rounds" in text
     assert "rows-ffn8:layer.0" in text
+    assert (tmp_path / "recipes.png").read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ConfigurationError, match="unknown recipes"):
         pick("dynamic,nope")
 

@@ -182,7 +182,37 @@ def compare_recipes(
         )
     (out_dir / "recipes.json").write_text(json.dumps(table, indent=2) + "\n")
     (out_dir / "recipes.txt").write_text(format_recipes(table, len(texts), len(bench)) + "\n")
+    plot_recipes(table, out_dir / "recipes.png")
     return table
+
+
+def plot_recipes(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Each recipe as a point: speed against fp32 (the bar spans the interleaved rounds'
+    own ratios) and label agreement, the two goals as dashed lines: the table as one would
+    rather see it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    def rates(row: Mapping[str, Any]) -> list[float]:
+        return list(row.get("texts_per_s_rounds") or [row["texts_per_s"]])
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        ratios = [a / b for a, b in zip(rates(r), rates(rows[0]), strict=False)]
+        x, y = float(r["speedup_vs_fp32"]), float(r["parity"]["label_agreement"])
+        spread = [[max(0.0, x - min(ratios))], [max(0.0, max(ratios) - x)]]
+        ax.errorbar(x, y, xerr=spread, fmt="o", capsize=3)
+        ax.annotate(str(r["recipe"]), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.axvline(MIN_SPEEDUP, linestyle="--", color="grey")
+    ax.axhline(MIN_AGREEMENT, linestyle="--", color="grey")
+    ax.set_xlabel("throughput / fp32 ONNX (median; bar: the ratio in each interleaved round)")
+    ax.set_ylabel("label agreement with PyTorch (validation)")
+    ax.set_title("Quantization recipes: the goal is the upper right corner")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def format_recipes(rows: Sequence[Mapping[str, Any]], parity_texts: int, bench: int) -> str:
