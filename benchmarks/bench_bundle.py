@@ -231,9 +231,12 @@ def plot_sweeps(sweeps: dict[str, list[SweepPoint]], path: Path) -> None:
     fig, (speed, latency) = plt.subplots(1, 2, figsize=(10, 4))
     for name, points in sweeps.items():
         lengths = [p.length for p in points]
-        speed.plot(lengths, [p.texts_s for p in points], marker="o", label=name)
-        latency.plot(lengths, [p.p50_ms for p in points], marker="o", label=f"{name} p50")
-        latency.plot(lengths, [p.p95_ms for p in points], linestyle="--", label=f"{name} p95")
+        (line,) = speed.plot(lengths, [p.texts_s for p in points], marker="o", label=name)
+        colour = line.get_color()  # one colour per bundle in both panels
+        p50 = [p.p50_ms for p in points]
+        latency.plot(lengths, p50, marker="o", color=colour, label=f"{name} p50")
+        p95 = [p.p95_ms for p in points]
+        latency.plot(lengths, p95, linestyle="--", color=colour, label=f"{name} p95")
     for ax in (speed, latency):
         ax.set_xscale("log")
         ax.set_yscale("log")
