@@ -102,7 +102,8 @@ def compare_recipes(
     threads: int = 2,
     rounds: int = 3,
 ) -> list[dict[str, Any]]:
-    """One row per recipe (and one for fp32); writes ``recipes.json`` and ``recipes.txt``."""
+    """One row per recipe (and one for fp32); writes ``recipes.json``, ``recipes.txt`` and
+    ``recipes.png``."""
     from training.bundle_builder import bundle_tokenizer
     from training.export.calibration import CALIBRATION_TEXTS
     from training.export.onnx_export import export_onnx, load_for_export

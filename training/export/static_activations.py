@@ -75,7 +75,7 @@ def _int_to_float(
     """``MatMulInteger -> Cast -> Mul(Mul(a_scale, b_scale)) [-> Add(bias)]`` as one
     ``MatMulIntegerToFloat`` and the nodes it replaces; None for any other shape."""
     cast = _only_consumer(consumers, matmul.output[0], "Cast")
-    scaled = cast and _only_consumer(consumers, cast.output[0], "Mul")
+    scaled = _only_consumer(consumers, cast.output[0], "Mul") if cast is not None else None
     if cast is None or scaled is None:
         return None
     scales = producer.get(next(i for i in scaled.input if i != cast.output[0]))
@@ -125,14 +125,16 @@ def fix_activation_scales(
         del node.output[1:]
         node.input.extend([scale, zero_point])
     constants = {i.name: i for i in model.graph.initializer}
+    # One list of the nodes held for the whole rewrite, so that identity (id) is stable.
+    graph = list(model.graph.node)
     consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
+    for node in graph:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = {o: n for n in graph for o in n.output}
     fused: dict[int, onnx.NodeProto] = {}
     gone: set[int] = set()
-    for node in model.graph.node:
+    for node in graph:
         if node.op_type != "MatMulInteger":
             continue
         found = _int_to_float(node, consumers, producer, constants)
@@ -141,7 +143,7 @@ def fix_activation_scales(
             continue
         fused[id(node)], replaced = found
         gone.update(map(id, replaced))
-    nodes = [fused.get(id(n), n) for n in model.graph.node if id(n) not in gone]
+    nodes = [fused.get(id(n), n) for n in graph if id(n) not in gone]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     if fused and not any(o.domain == MICROSOFT for o in model.opset_import):
