@@ -220,7 +220,7 @@ def format_sweep(points: Sequence[SweepPoint]) -> list[str]:
     return lines
 
 
-def plot_sweeps(sweeps: dict[str, list[SweepPoint]], path: Path) -> None:
+def plot_sweeps(sweeps: Sequence[tuple[str, list[SweepPoint]]], path: Path) -> None:
     """How cost grows with length, per bundle: best batched texts/s and batch-1 latency."""
     import matplotlib
 
@@ -229,7 +229,7 @@ def plot_sweeps(sweeps: dict[str, list[SweepPoint]], path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (speed, latency) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, points in sweeps.items():
+    for name, points in sweeps:
         lengths = [p.length for p in points]
         (line,) = speed.plot(lengths, [p.texts_s for p in points], marker="o", label=name)
         colour = line.get_color()  # one colour per bundle in both panels
@@ -284,7 +284,8 @@ def main() -> None:
     lengths = [int(s) for s in args.lengths.split(",") if s]
     # (bundle, scorer, padded batch-1 row, best row, padded width)
     results: list[tuple[str, ModelRunner, Row, Row, int]] = []
-    sweeps: dict[str, list[SweepPoint]] = {}
+    # A list, not a dict by name: two bundle folders may share a name.
+    sweeps: list[tuple[str, list[SweepPoint]]] = []
     for path in args.bundles:
         scorer = ModelRunner.from_bundle(path, intra_op_threads=args.threads)
         manifest = scorer.manifest
@@ -302,10 +303,9 @@ def main() -> None:
         results.append((path.name, scorer, rows[0], best, width))
         if lengths:
             print(f"\nlength sweep ({args.sweep_texts} texts per length):")
-            sweeps[path.name] = length_sweep(
-                scorer, texts, lengths, sizes, args.sweep_texts, args.repeats
-            )
-            print("\n".join(format_sweep(sweeps[path.name])))
+            points = length_sweep(scorer, texts, lengths, sizes, args.sweep_texts, args.repeats)
+            sweeps.append((path.name, points))
+            print("\n".join(format_sweep(points)))
     if sweeps:
         plot_sweeps(sweeps, args.plot)
         print(f"\nplot of cost against length: {args.plot}")
