@@ -13,14 +13,20 @@ Needs a running broker (`depdetect broker start`); several members want PostgreS
      ("quiet"): texts/s from the first result row after the consumer group has formed
      (every member joined, the rebalance done) to the last (that first batch's rows,
      stamped at the span's start, not counted);
-   - live: N texts published as fast as the producer goes while the service consumes,
-     so that broker, producer and service share the cores ("under load"): texts/s
-     from the first send to the last row;
+   - live: N texts published as fast as the producer goes while the service consumes:
+     texts/s from the first send to the last row (the producer, batching its sends,
+     is done within a second or two: this is mostly a backlog being consumed);
+   - loaded: N texts sent one by one at a steady ``--load`` times the raw rate, more
+     than the service can take, as many clients of a platform would: the broker takes
+     every send as its own request, so broker, producer and service share the cores
+     for the whole phase ("under load"): texts/s from the first send to the last row;
    - p50 / p99 publish -> result-row latency at a steady half of the live rate;
    - where the batches' time went (model / write / publish, summed over the drain's
      batches from the service's batch log; "batch" is their wall time, less than the
      sum by what the stripes overlapped);
-3. the ratios drain / raw and live / raw.
+   - whose CPU filled the cores in each phase (the service's processes, the broker,
+     the database, this benchmark, the rest), in cores kept busy on average;
+3. the ratios drain / raw, live / raw and loaded / raw.
 Every text makes a row (store_unflagged=score). A plot of the latency distributions is
 saved next to the printed figures.
 """
@@ -46,6 +52,7 @@ from sqlalchemy import create_engine, delete, func, select
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cpu_shares import CpuReading, cores_used, format_cores, read_cpu  # noqa: E402
 from depdetect.settings import KafkaSettings, Settings, StoreUnflagged, load_settings  # noqa: E402
 from schemas.messages import SubmittedText  # noqa: E402
 from schemas.migrate import upgrade  # noqa: E402
@@ -204,20 +211,40 @@ async def remove_topics(kafka: KafkaSettings) -> None:
         )
 
 
-async def publish(kafka: KafkaSettings, texts: list[str], prefix: str, rate: float | None) -> None:
-    """Publish ``texts`` as fast as the producer goes, or at a steady ``rate``; created_at
-    is stamped at the send, so classified_at - submitted_at is publish -> row latency."""
+async def publish(
+    kafka: KafkaSettings,
+    texts: list[str],
+    prefix: str,
+    rate: float | None,
+    *,
+    wait_each: bool = True,
+) -> float:
+    """Publish ``texts`` as fast as the producer goes, or at a steady ``rate`` (each send
+    awaited before the next, or with ``wait_each`` off, sent at its time without waiting
+    for the one before: many clients' sends); created_at is stamped at the send, so
+    classified_at - submitted_at is publish -> row latency. Returns the sends per second
+    achieved."""
+    start = time.perf_counter()
     async with TextPublisher(kafka) as pub:
         if rate is None:
             msgs = [SubmittedText(message_id=f"{prefix}{i}", text=t) for i, t in enumerate(texts)]
             async for _ in pub.publish_many(msgs, window=1000):
                 pass
-            return
+            return len(texts) / (time.perf_counter() - start)
         interval = 1.0 / rate
         start = time.perf_counter()
+        acks = []
         for i, t in enumerate(texts):
             await asyncio.sleep(max(0.0, start + i * interval - time.perf_counter()))
-            await pub.publish(SubmittedText(message_id=f"{prefix}{i}", text=t))
+            msg = SubmittedText(message_id=f"{prefix}{i}", text=t)  # stamped now, at its send
+            if wait_each:
+                await pub.publish(msg)
+            else:
+                acks.append(asyncio.ensure_future(pub.publish(msg)))
+        # n sends at a steady rate span n - 1 intervals.
+        sent = max(1, len(texts) - 1) / max(1e-6, time.perf_counter() - start)
+        await asyncio.gather(*acks)
+        return sent
 
 
 def breakdown(logs: list[Path], offsets: list[int]) -> str:
@@ -242,19 +269,32 @@ def breakdown(logs: list[Path], offsets: list[int]) -> str:
     )
 
 
+def print_cores(since: CpuReading, service_pids: list[int]) -> CpuReading:
+    """Print whose CPU filled the cores since ``since``; the reading taken now."""
+    now = read_cpu(service_pids)
+    print(f"    {format_cores(cores_used(since, now), usable_cores())}", flush=True)
+    return now
+
+
 @dataclass
 class MemberFigures:
     members: int
     threads: int
     drain: float
     live: float
+    loaded: float
     p50: float
     p99: float
     latencies: list[float]
 
 
 def run_members(
-    members: int, args: argparse.Namespace, base: Settings, texts: list[str], rows: Rows
+    members: int,
+    args: argparse.Namespace,
+    base: Settings,
+    texts: list[str],
+    rows: Rows,
+    raw: float,
 ) -> MemberFigures:
     run = uuid.uuid4().hex[:8]
     threads = max(1, usable_cores() // members)
@@ -288,9 +328,11 @@ def run_members(
     asyncio.run(publish(kafka, texts, f"{run}-d-", None))  # the backlog, before any member
     logs = [Path(tempfile.mkdtemp()) / f"service-{i}.log" for i in range(members)]
     services = [ServiceProcess(settings, log).start() for log in logs]
+    pids = [s.proc.pid for s in services if s.proc is not None]
     try:
         launched = datetime.now(UTC)
         formed = asyncio.run(group_formed(kafka, members, 300))
+        cpu = read_cpu(pids)
         rows.wait(f"{run}-d-", len(texts), 1800)
         drain = rows.drain_rate(f"{run}-d-", formed)
         print(
@@ -300,14 +342,30 @@ def run_members(
             flush=True,
         )
         print(f"    {breakdown(logs, [0] * members)}", flush=True)
+        cpu = print_cores(cpu, pids)
 
         offsets = [log.stat().st_size for log in logs]
         started = datetime.now(UTC)
         asyncio.run(publish(kafka, texts, f"{run}-l-", None))
         rows.wait(f"{run}-l-", len(texts), 1800)
         live = len(texts) / max(1e-6, (rows.span(f"{run}-l-")[1] - started).total_seconds())
-        print(f"  live (under load): {live:8.1f} texts/s", flush=True)
+        print(f"  live: {live:8.1f} texts/s", flush=True)
         print(f"    {breakdown(logs, offsets)}", flush=True)
+        cpu = print_cores(cpu, pids)
+
+        offsets = [log.stat().st_size for log in logs]
+        offered = args.load * raw
+        started = datetime.now(UTC)
+        sent = asyncio.run(publish(kafka, texts, f"{run}-o-", offered, wait_each=False))
+        rows.wait(f"{run}-o-", len(texts), 1800)
+        loaded = len(texts) / max(1e-6, (rows.span(f"{run}-o-")[1] - started).total_seconds())
+        print(
+            f"  loaded (under load): {loaded:8.1f} texts/s, sent one by one at "
+            f"{offered:.0f}/s offered ({sent:.0f}/s achieved)",
+            flush=True,
+        )
+        print(f"    {breakdown(logs, offsets)}", flush=True)
+        cpu = print_cores(cpu, pids)
 
         rate = live / 2
         n_lat = min(len(texts), max(300, int(rate * args.latency_seconds)))
@@ -320,12 +378,13 @@ def run_members(
             f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms",
             flush=True,
         )
+        print_cores(cpu, pids)
     finally:
         for service in services:
             service.terminate()
         rows.remove(f"{run}-")
         asyncio.run(remove_topics(kafka))
-    return MemberFigures(members, threads, drain, live, p50, p99, lat)
+    return MemberFigures(members, threads, drain, live, loaded, p50, p99, lat)
 
 
 def plot(figures: list[MemberFigures], path: Path) -> None:
@@ -379,6 +438,12 @@ def main() -> None:
         help="most records per consumed batch",
     )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--load",
+        type=float,
+        default=1.2,
+        help="the loaded phase offers this times the raw rate, one send at a time",
+    )
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     parser.add_argument("--plot", type=Path, default=REPO / "var" / "bench" / "latency.png")
     args = parser.parse_args()
@@ -398,13 +463,18 @@ def main() -> None:
     upgrade(url)
     rows = Rows(url)
     print("2. the service, end to end (publish -> result row + review event)")
-    figures = [run_members(int(m), args, base, texts, rows) for m in args.members.split(",") if m]
+    figures = [
+        run_members(int(m), args, base, texts, rows, best_raw) for m in args.members.split(",") if m
+    ]
     print("3. summary")
-    print("members threads/member drain t/s live t/s drain/raw live/raw p50 ms p99 ms")
+    print(
+        "members threads/member drain t/s live t/s loaded t/s "
+        "drain/raw live/raw loaded/raw p50 ms p99 ms"
+    )
     for f in figures:
         print(
-            f"{f.members:>7} {f.threads:>14} {f.drain:>9.1f} {f.live:>8.1f} "
-            f"{f.drain / best_raw:>9.2f} {f.live / best_raw:>8.2f} "
+            f"{f.members:>7} {f.threads:>14} {f.drain:>9.1f} {f.live:>8.1f} {f.loaded:>10.1f} "
+            f"{f.drain / best_raw:>9.2f} {f.live / best_raw:>8.2f} {f.loaded / best_raw:>10.2f} "
             f"{f.p50 * 1000:>6.0f} {f.p99 * 1000:>6.0f}"
         )
     print(f"raw (best batch's median, {cores} threads): {best_raw:.1f} texts/s")
