@@ -124,12 +124,20 @@ def test_recipe_table_measures_parity_speed_and_size(tiny_run, tmp_path: Path) -
         assert len(r["texts_per_s_rounds"]) == 2
         assert r["texts_per_s"] == pytest.approx(np.median(r["texts_per_s_rounds"]))
         assert r["speedup_vs_fp32"] == pytest.approx(r["texts_per_s"] / fp32["texts_per_s"])
+        # ... and each round's own ratio beside it.
+        assert r["speedup_rounds"] == pytest.approx(
+            [
+                a / b
+                for a, b in zip(r["texts_per_s_rounds"], fp32["texts_per_s_rounds"], strict=True)
+            ]
+        )
+    assert fp32["speedup_rounds"] == pytest.approx([1.0, 1.0])
     sizes = {r["recipe"]: r["size_mib"] for r in rows}
     assert sizes["rows-ffn8"] < sizes["fp32"] and sizes["dynamic"] < sizes["fp32"]
     saved = json.loads((tmp_path / "recipes.json").read_text())
     assert [r["recipe"] for r in saved] == [r["recipe"] for r in rows]
     text = (tmp_path / "recipes.txt").read_text()
-    assert "fused-per-channel+fp32:layer.0" in text and "x fp32" in text
+    assert "fused-per-channel+fp32:layer.0" in text and "x fp32" in text and "per round" in text
     assert "median of 2 interleaved rounds" in text
     assert "rows-ffn8:layer.0" in text
     assert (tmp_path / "recipes.png").read_bytes().startswith(b"\x89PNG")
