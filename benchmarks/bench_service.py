@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import math
 import random
 import re
 import statistics
@@ -144,7 +145,8 @@ class Rows:
         """Texts/s from the first result row stamped after ``since`` (the group formed) to
         the last, counting only the rows stamped after that first one: a batch's rows
         share one stamp, taken when its scoring ended, so the first batch's texts were
-        scored before the span began (counting them would flatter large batches)."""
+        scored before the span began (counting them would flatter large batches). NaN when
+        fewer than two batches' rows come after ``since`` (too small a backlog)."""
         mine = ResultRow.message_id.like(f"{prefix}%")
         with self.engine.connect() as conn:
             first, last = conn.execute(
@@ -152,6 +154,8 @@ class Rows:
                     mine, ResultRow.classified_at > since
                 )
             ).one()
+            if first is None or first == last:
+                return float("nan")
             first, last = _utc(first), _utc(last)
             after = conn.execute(
                 select(func.count()).where(mine, ResultRow.classified_at > first)
@@ -335,10 +339,11 @@ def run_members(
         cpu = read_cpu(pids)
         rows.wait(f"{run}-d-", len(texts), 1800)
         drain = rows.drain_rate(f"{run}-d-", formed)
+        too_small = "; too small a backlog to time: raise --n" if math.isnan(drain) else ""
         print(
             f"  drain (quiet): {drain:8.1f} texts/s (from the group's forming, "
             f"{(formed - launched).total_seconds():.1f} s after launch: "
-            f"{rows.count_before(f'{run}-d-', formed)} texts scored before it)",
+            f"{rows.count_before(f'{run}-d-', formed)} texts scored before it{too_small})",
             flush=True,
         )
         print(f"    {breakdown(logs, [0] * members)}", flush=True)
