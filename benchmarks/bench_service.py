@@ -59,7 +59,12 @@ from schemas.messages import SubmittedText  # noqa: E402
 from schemas.migrate import upgrade  # noqa: E402
 from schemas.tables import ResultRow  # noqa: E402
 from services.inference.runner import ModelRunner, usable_cores  # noqa: E402
-from services.kafka.admin import admin_client, ensure_topics, group_state  # noqa: E402
+from services.kafka.admin import (  # noqa: E402
+    admin_client,
+    ensure_topics,
+    group_state,
+    project_topics,
+)
 from services.publisher.client import TextPublisher  # noqa: E402
 from tests.service.harness import ServiceProcess  # noqa: E402
 
@@ -210,9 +215,7 @@ async def remove_topics(kafka: KafkaSettings) -> None:
     """Delete the run's own topics (input, review, dead letters; never the shared decision
     topic): a broker that keeps them gains three topics of 3,000+ records a run."""
     async with admin_client(kafka) as admin:
-        await admin.delete_topics(
-            [*kafka.input_topics, kafka.review_topic, kafka.dead_letter_topic]
-        )
+        await admin.delete_topics([t for t in project_topics(kafka) if t != kafka.decision_topic])
 
 
 async def publish(

@@ -190,13 +190,14 @@ def compare_recipes(
     return table
 
 
+def round_rates(row: Mapping[str, Any]) -> list[float]:
+    """A row's texts/s in each interleaved round (its one figure where none were run)."""
+    return list(row.get("texts_per_s_rounds") or [row["texts_per_s"]])
+
+
 def round_ratios(row: Mapping[str, Any], reference: Mapping[str, Any]) -> list[float]:
     """``row``'s texts/s over ``reference``'s, round by round (one pass: one ratio)."""
-
-    def rates(r: Mapping[str, Any]) -> list[float]:
-        return list(r.get("texts_per_s_rounds") or [r["texts_per_s"]])
-
-    return [a / b for a, b in zip(rates(row), rates(reference), strict=False)]
+    return [a / b for a, b in zip(round_rates(row), round_rates(reference), strict=False)]
 
 
 def plot_recipes(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -239,7 +240,7 @@ def format_recipes(rows: Sequence[Mapping[str, Any]], parity_texts: int, bench: 
     ]
     for r in rows:
         p = r["parity"]
-        rates = r.get("texts_per_s_rounds") or [r["texts_per_s"]]
+        rates = round_rates(r)
         ratios = round_ratios(r, rows[0])
         per_round = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
         lines.append(
